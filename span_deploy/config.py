@@ -1,0 +1,303 @@
+"""The official SPAN config (Hydra/OmegaConf YAML) -> a typed, validated config.
+
+Defaults for keys a YAML leaves out are the ones the official builder applies with
+``cfg.model.get(key, default)`` (they differ from ``model/span.yaml`` for some keys:
+share_qkv True, edge_mode none, conv_norm_position post, input_projection.bias True).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+FEATURE_DIMS = {"PLIP": 768, "V2": 1280, "CONCH": 512}  # any other name -> 1024
+DATASET_CLASSES = {"C16": 2, "BRACS": 3, "BRACS7": 7, "TCGA-LUNG": 2, "TCGA": 2, "BRAC": 2}
+
+TRANS_TYPES = ("long", "long_noshift", "swin")
+CONV_TYPES = ("dwpatchconv", "patchconv", "patchmerge")
+POS_EMBS = ("rpb", "alibi", "rope", "none")
+GLOBAL_STRATEGIES = ("identity", "proj", "kernel")
+EDGE_MODES = ("none", "count", "partial")
+NORM_POSITIONS = ("pre", "post")
+CLS_AGGR = ("multi_addition", "concat", "mean", "last", "addition", "multiattn")
+SURV_AGGR = ("multi_addition", "concat", "addition")
+ACTIVATIONS = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "tanh": "Tanh", "leakyrelu": "LeakyReLU",
+               "elu": "ELU", "sigmoid": "Sigmoid", "mish": "Mish", "identity": "Identity"}
+
+
+def _yaml_loader() -> type:
+    """A SafeLoader that reads floats as OmegaConf does (``1e-4`` is a float, not a string)."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
+        list("-+0123456789."))
+    return Loader
+
+
+@dataclass(frozen=True)
+class InputProjection:
+    activation: str | None = None
+    mlp_ratio: float = 0.5
+    dropout: float = 0.0
+    prenorm: bool = False
+    bias: bool = True
+    drop_first: bool = False
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """One global token: kind is max|mean|std|rand|fix|lrn; index numbers tokens of one stored kind."""
+    kind: str
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class SpanConfig:
+    """Everything the forward pass depends on, resolved as the official builder resolves it."""
+    task: str                      # classification | survival
+    feat_dim: int                  # F
+    embed_dim: int                 # D at stage 0
+    num_heads: int                 # H at stage 0
+    encoder_string: str            # e.g. "111": transformer layers per stage
+    channel_factor: int = 1
+    trans_type: str = "long"
+    conv_type: str = "dwpatchconv"
+    activation: str = "ReLU"
+    input_projection: InputProjection = field(default_factory=InputProjection)
+    tokens: tuple[TokenSpec, ...] = (TokenSpec("lrn", 0),)
+    global_strategy: str = "identity"
+    ff_ratio: float = 2.0
+    window_size: int = 3
+    share_qkv: bool = True
+    pos_emb: str = "rpb"
+    kernel_size: int = 2
+    stride: int = 2
+    dilation: int = 1
+    groups: int = 1
+    conv_bias: bool = False
+    edge_mode: str = "none"
+    edge_eps: float = 1e-6
+    conv_norm_position: str = "post"
+    # head
+    aggr_method: str = "multi_addition"
+    num_outputs: int | None = None  # inferred from the checkpoint when None
+    cls_drop: float = 0.0
+    head_act: str = "relu"
+    head_div: int = 4
+    head_norm: bool = True
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.encoder_string)
+
+    @property
+    def layers_per_stage(self) -> list[int]:
+        return [int(c) for c in self.encoder_string]
+
+    def stage_dim(self, s: int) -> int:
+        return self.embed_dim * self.channel_factor ** s
+
+    def stage_heads(self, s: int) -> int:
+        return self.num_heads * self.channel_factor ** s
+
+    @property
+    def num_globals(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def pad_layers(self) -> int:
+        return max(self.num_stages - 1, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SpanConfig":
+        d = dict(d)
+        d["input_projection"] = InputProjection(**d["input_projection"])
+        d["tokens"] = tuple(TokenSpec(**t) for t in d["tokens"])
+        return cls(**d)
+
+    def with_outputs(self, n: int) -> "SpanConfig":
+        d = self.to_dict()
+        d["num_outputs"] = n
+        return SpanConfig.from_dict(d)
+
+
+def parse_tokens(types: list[Any] | None, where: str) -> tuple[TokenSpec, ...]:
+    """Mirror SPAN_Encoder's token parsing; unknown entries produce no token, as officially."""
+    out: list[TokenSpec] = []
+    counts = {"rand": 0, "fix": 0, "lrn": 0}
+    for t in types or []:
+        if isinstance(t, bool):
+            continue
+        if isinstance(t, (int, float)):
+            out.append(TokenSpec("rand", counts["rand"]))
+            counts["rand"] += 1
+            continue
+        if isinstance(t, str):
+            lower = t.strip().lower()
+            if lower in ("max", "mean", "std"):
+                out.append(TokenSpec(lower))
+                continue
+            for prefix in ("fix", "lrn"):
+                if not lower.startswith(prefix):
+                    continue
+                rest = lower[len(prefix):].lstrip(":_")
+                try:
+                    if rest:
+                        float(rest)
+                except ValueError:
+                    break
+                out.append(TokenSpec(prefix, counts[prefix]))
+                counts[prefix] += 1
+                break
+    return tuple(out)
+
+
+def _pick(section: dict[str, Any], key: str, default: Any) -> Any:
+    v = section.get(key, default)
+    return default if v is None and default is not None else v
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("1", "true", "yes", "on")
+    return bool(v)
+
+
+def from_official(cfg: dict[str, Any], where: str = "config") -> SpanConfig:
+    """Resolve a composed official config dict (``model:``, ``task``, head section)."""
+    if not isinstance(cfg, dict) or "model" not in cfg or not isinstance(cfg["model"], dict):
+        raise ConfigError(f"{where}: no 'model:' section; expected the official composed config "
+                          "(model/span.yaml under 'model:' plus the task section), or pass --model-config and --task-config")
+    m = cfg["model"]
+    task = str(cfg.get("task", "classification")).strip().lower()
+    if task not in ("classification", "survival"):
+        raise ConfigError(f"{where}: task {task!r} is not supported (classification or survival; "
+                          "segmentation decoders are not part of span-deploy)")
+    slide_configs = str(m.get("slide_configs", "111"))
+    if "-" in slide_configs:
+        raise ConfigError(f"{where}: slide_configs {slide_configs!r} has a decoder part; only encoder "
+                          "configs (classification/survival) are supported")
+    if not slide_configs.isdigit() or "0" in slide_configs:
+        raise ConfigError(f"{where}: slide_configs {slide_configs!r} must be digits 1-9, one per stage")
+    fv = cfg.get("features_variant", "UNI" if task == "survival" else "R50")
+    feat_dim = FEATURE_DIMS.get(str(fv).upper(), 1024) if fv is not None else 1024
+    div = int(m.get("embed_dim_div", 2))
+    embed_dim = feat_dim // div
+    heads = embed_dim // 64
+    if heads < 1:
+        raise ConfigError(f"{where}: embed dim {embed_dim} (= {feat_dim} // embed_dim_div {div}) gives "
+                          "0 heads of 64; the official builder cannot build this")
+    trans = str(m.get("trans_type", "long"))
+    if trans in ("tradswin", "swin_global"):
+        raise ConfigError(f"{where}: trans_type {trans!r} cannot be built by the official config builder "
+                          "(tradswin: TypeError on pos_emb_type; swin_global: no layer class), so no "
+                          "checkpoint of it exists; use long, long_noshift or swin")
+    if trans not in TRANS_TYPES:
+        raise ConfigError(f"{where}: unknown trans_type {trans!r}; expected one of {TRANS_TYPES}")
+    conv = str(m.get("econvs_type", "dwpatchconv"))
+    if conv not in CONV_TYPES:
+        raise ConfigError(f"{where}: econvs_type {conv!r} is not supported; expected one of {CONV_TYPES}")
+    ip = m.get("input_projection") or {}
+    act = ip.get("activation")
+    proj = InputProjection(
+        activation=None if act is None else _act_name(act, where),
+        mlp_ratio=float(ip.get("mlp_ratio", 0.5)),
+        dropout=float(ip.get("dropout", 0.0)),
+        prenorm=_bool(ip.get("prenorm", False)),
+        bias=_bool(ip.get("bias", True)),
+        drop_first=_bool(ip.get("drop_first", False)) if act is None else False,
+    )
+    pos = str(m.get("pos_emb", "rpb")).lower()
+    if pos not in POS_EMBS:
+        raise ConfigError(f"{where}: pos_emb {pos!r} unknown; expected one of {POS_EMBS}")
+    gs = str(m.get("global_strategy", "identity"))
+    edge = str(m.get("edge_mode", "none"))
+    if edge not in EDGE_MODES:
+        raise ConfigError(f"{where}: edge_mode {edge!r} unknown; expected one of {EDGE_MODES}")
+    norm_pos = str(m.get("conv_norm_position", "post"))
+    if norm_pos not in NORM_POSITIONS:
+        raise ConfigError(f"{where}: conv_norm_position {norm_pos!r} unknown; expected pre or post")
+    cf = int(m.get("channel_factor", 1))
+    if cf != 1 and task == "classification":
+        raise ConfigError(f"{where}: channel_factor {cf}: the classification heads need channel_factor 1")
+    tokens = parse_tokens(list(m.get("token_init_types", [1e-4]) or []), where)
+
+    head = cfg.get(task) or {}
+    if task == "classification":
+        aggr = str(head.get("aggr_method", "multi_addition")).strip().lower()
+        if aggr not in CLS_AGGR:
+            raise ConfigError(f"{where}: classification.aggr_method {aggr!r} unknown; expected one of {CLS_AGGR}")
+        ds = cfg.get("dataset")
+        n_out = DATASET_CLASSES.get(str(ds).upper()) if ds is not None else None
+    else:
+        aggr = str(head.get("aggregation", "multi_addition")).strip().lower()
+        if aggr not in SURV_AGGR:
+            raise ConfigError(f"{where}: survival.aggregation {aggr!r} unknown; expected one of {SURV_AGGR}")
+        n_out = cfg.get("n_groups", head.get("n_groups"))
+        n_out = int(n_out) if n_out is not None else None
+    if aggr in ("multi_addition", "mean", "last", "concat", "multiattn") and not tokens and \
+            not (task == "classification" and aggr == "multiattn"):
+        raise ConfigError(f"{where}: token_init_types gives no global token, but the "
+                          f"{aggr} head reads global token 0")
+    return SpanConfig(
+        task=task, feat_dim=feat_dim, embed_dim=embed_dim, num_heads=heads, encoder_string=slide_configs,
+        channel_factor=cf, trans_type=trans, conv_type=conv, activation=_act_name(m.get("enc_act", "ReLU"), where),
+        input_projection=proj, tokens=tokens, global_strategy=gs, ff_ratio=float(m.get("ff_ratio", 2)),
+        window_size=int(m.get("window_size", 3)), share_qkv=_bool(m.get("share_qkv", True)), pos_emb=pos,
+        kernel_size=int(m.get("kernel_size", 2)), stride=int(m.get("stride", 2)), dilation=int(m.get("dilation", 1)),
+        groups=int(m.get("groups", 1) or 1), conv_bias=_bool(m.get("conv_bias", False)), edge_mode=edge,
+        edge_eps=float(m.get("edge_eps", 1e-6)), conv_norm_position=norm_pos, aggr_method=aggr,
+        num_outputs=n_out, cls_drop=float(head.get("cls_drop", 0.0)), head_act=str(head.get("head_act", "relu")),
+        head_div=int(head.get("head_div", 4)), head_norm=_bool(head.get("head_norm", True)),
+    )
+
+
+def _act_name(name: Any, where: str) -> str:
+    key = str(name).strip().lower()
+    if key not in ACTIVATIONS:
+        raise ConfigError(f"{where}: activation {name!r} is not supported; expected one of "
+                          f"{sorted(set(ACTIVATIONS.values()))}")
+    return ACTIVATIONS[key]
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.load(p.read_text(), Loader=_yaml_loader())  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return data
+
+
+def load_config(path: str | Path | None = None, *, model_yaml: str | Path | None = None,
+                task_yaml: str | Path | None = None) -> SpanConfig:
+    """Load a composed official config, or a model YAML (model/span.yaml) plus a task YAML."""
+    if path is not None:
+        return from_official(read_yaml(path), str(path))
+    if model_yaml is None or task_yaml is None:
+        raise ConfigError("give a composed config, or both a model YAML and a task YAML")
+    model = read_yaml(model_yaml)
+    model = model.get("model", model)
+    task = read_yaml(task_yaml)
+    composed = dict(task)
+    composed["model"] = {**model, **(task.get("model") or {})}
+    return from_official(composed, f"{model_yaml} + {task_yaml}")
