@@ -1,0 +1,116 @@
+"""Assemble the per-slide rulebook and its engine inputs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import SpanConfig
+from ..errors import RulebookError
+from .conv import downsample, merge2x2
+from .coords import Padding, check_unique, normalise, pad, sort_order
+from .windows import StageWindows, stage_windows
+
+RULEBOOK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StageRulebook:
+    coords: np.ndarray            # (N_s, 2) int64, array order
+    grid: tuple[int, int]         # the conv grid entering the next downsampling
+    gather: np.ndarray | None     # (N_s, taps) int32 rows of stage s-1, -1 = empty (s >= 1)
+    windows: StageWindows
+
+    @property
+    def size(self) -> int:
+        return int(self.coords.shape[0])
+
+
+@dataclass(frozen=True)
+class Rulebook:
+    version: int
+    sort_index: np.ndarray        # (N,) input row of each sorted patch
+    norm_coords: np.ndarray       # (N, 2) int32 normalised, sorted cells
+    padding: Padding
+    stages: list[StageRulebook]
+
+    @property
+    def num_patches(self) -> int:
+        return int(self.sort_index.shape[0])
+
+    @property
+    def stage_sizes(self) -> list[int]:
+        return [s.size for s in self.stages]
+
+    @property
+    def patch_rows(self) -> np.ndarray:
+        """Stage-0 row of each input patch (input order)."""
+        rows = np.empty(self.num_patches, np.int64)
+        rows[self.sort_index] = np.arange(self.num_patches) + int(self.padding.lead)
+        return rows
+
+    def pad_features(self, feats: np.ndarray) -> np.ndarray:
+        """(N, F) input-order features -> (N0, F) stage-0 rows: sorted, zero pad rows added."""
+        f = np.asarray(feats)[self.sort_index]
+        parts = [f]
+        if self.padding.lead:
+            parts.insert(0, np.zeros((1, f.shape[1]), f.dtype))
+        if self.padding.trail:
+            parts.append(np.zeros((1, f.shape[1]), f.dtype))
+        return np.ascontiguousarray(np.concatenate(parts, axis=0))
+
+    def engine_inputs(self, cfg: SpanConfig, feats: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The named engine inputs of TABLES.md (feats included when given, in input order)."""
+        out: dict[str, np.ndarray] = {}
+        if feats is not None:
+            out["feats"] = self.pad_features(np.asarray(feats, np.float32))
+        shifted = cfg.trans_type in ("long", "swin")
+        for s, st in enumerate(self.stages):
+            out[f"s{s}_win_u"] = st.windows.unshifted.win
+            out[f"s{s}_pos_u"] = st.windows.unshifted.pos
+            if shifted:
+                out[f"s{s}_win_s"] = st.windows.shifted.win
+                out[f"s{s}_pos_s"] = st.windows.shifted.pos
+            if s > 0:
+                out[f"s{s}_gather"] = st.gather
+            if cfg.pos_emb == "rope":
+                out[f"s{s}_coords"] = st.coords.astype(np.float32)
+        return out
+
+
+def input_names(cfg: SpanConfig) -> list[str]:
+    """Engine input names, in graph order."""
+    names = ["feats"]
+    shifted = cfg.trans_type in ("long", "swin")
+    for s in range(cfg.num_stages):
+        names += [f"s{s}_win_u", f"s{s}_pos_u"]
+        if shifted:
+            names += [f"s{s}_win_s", f"s{s}_pos_s"]
+        if s > 0:
+            names.append(f"s{s}_gather")
+        if cfg.pos_emb == "rope":
+            names.append(f"s{s}_coords")
+    return names
+
+
+def build_rulebook(raw_coords: np.ndarray, cfg: SpanConfig) -> Rulebook:
+    """Normalise, sort, pad, then per stage: downsampling tables and window tables."""
+    raw = np.asarray(raw_coords)
+    norm = normalise(raw)
+    order = sort_order(norm)
+    norm_sorted = norm[order]
+    check_unique(norm_sorted, raw[order])
+    coords0, padding = pad(norm_sorted, cfg.kernel_size, cfg.stride, cfg.dilation, cfg.pad_layers)
+    coords = coords0.astype(np.int64)
+    grid = (int(coords[:, 0].max()) + 1, int(coords[:, 1].max()) + 1)
+    stages = [StageRulebook(coords, grid, None, stage_windows(coords, cfg.window_size))]
+    for s in range(1, cfg.num_stages):
+        if cfg.conv_type == "patchmerge":
+            coords, gather, grid = merge2x2(coords, grid)
+        else:
+            coords, gather, grid = downsample(coords, grid, cfg.kernel_size, cfg.stride, cfg.dilation)
+        if len(coords) == 0:
+            raise RulebookError(f"stage {s} has no output sites (grid {grid}); the kernel/stride/"
+                                "dilation do not fit the padded grid")
+        stages.append(StageRulebook(coords, grid, gather, stage_windows(coords, cfg.window_size)))
+    return Rulebook(RULEBOOK_VERSION, order, norm_sorted, padding, stages)
