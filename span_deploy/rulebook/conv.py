@@ -51,13 +51,18 @@ def downsample(coords: np.ndarray, grid: tuple[int, int], kernel: int, stride: i
 
 
 def merge2x2(coords: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """patchmerge: sites are the unique (a//2, b//2), slot (a%2)*2 + b%2 (spec 2.6)."""
+    """patchmerge: sites are the unique (a//2, b//2) inside the floor(E/2) grid, slot (a%2)*2 + b%2.
+
+    Nodes whose site falls outside the output grid (odd extents) are dropped, as officially.
+    """
+    oa_n, ob_n = int(grid[0]) // 2, int(grid[1]) // 2
     a = coords[:, 0].astype(np.int64)
     b = coords[:, 1].astype(np.int64)
-    ob_n = int(b.max()) // 2 + 1
+    rows = np.flatnonzero((a // 2 < oa_n) & (b // 2 < ob_n))
+    a, b = a[rows], b[rows]
     keys = (a // 2) * ob_n + b // 2
     sites, inverse = np.unique(keys, return_inverse=True)
     gather = np.full((len(sites), 4), -1, np.int32)
-    gather[inverse, (a % 2) * 2 + b % 2] = np.arange(len(coords), dtype=np.int32)
+    gather[inverse, (a % 2) * 2 + b % 2] = rows.astype(np.int32)
     out = np.stack([sites // ob_n, sites % ob_n], axis=1)
-    return out, gather, (int(grid[0]) // 2, int(grid[1]) // 2)
+    return out, gather, (oa_n, ob_n)
