@@ -1,0 +1,88 @@
+"""`span-deploy run`: slides -> features, SPAN prediction, heatmap, GeoJSON, JSON + CSV summary."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError
+
+SLIDE_SUFFIXES = {".svs", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".tif", ".tiff", ".bif",
+                  ".svslide", ".qptiff"}
+
+
+def expand_slides(items: tuple[str, ...]) -> list[Path]:
+    """Files as given; a directory contributes its slide files (sorted, not recursive)."""
+    out: list[Path] = []
+    for s in items:
+        p = Path(s)
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in SLIDE_SUFFIXES)
+        else:
+            out.append(p)       # missing files fail per slide, with a clear SlideError
+    return out
+
+
+def resolve_encoder(encoder: str | None, model: str) -> Path:
+    if encoder:
+        return Path(encoder)
+    guess = Path(model).with_name("encoder.onnx")
+    if guess.is_file():
+        return guess
+    raise ConfigError(f"no --encoder given and no encoder.onnx next to {model}. Export the patch "
+                      "encoder the model was trained with: python -m span_deploy.encoders.export "
+                      "--arch resnet50_trunc --weights W --out encoder.onnx")
+
+
+def slide_options(f):
+    """Options shared by run and embed."""
+    opts = [
+        click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False),
+                     help="SPAN model (checkpoint or exported ONNX)."),
+        click.option("--encoder", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Patch encoder ONNX (default: encoder.onnx next to --model)."),
+        click.option("--output", "-o", required=True, type=click.Path(file_okay=False)),
+        click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1)),
+        click.option("--workers", default=2, show_default=True, type=click.IntRange(0),
+                     help="Tile-reading threads."),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
+        click.option("--mpp", type=float, default=None,
+                     help="Level-0 µm/px for slides without resolution metadata."),
+        click.option("--target-mpp", type=float, default=0.5, show_default=True,
+                     help="Tile resolution (0.5 = 20x)."),
+        click.option("--tissue-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True),
+        click.option("--skip-errors", is_flag=True, help="Record a failing slide and go on."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def load_models(model: str, encoder: str | None, device: str):
+    from ..backends import open_backend          # lazy: backends may pull heavier deps
+    from ..encoders.runner import OnnxEncoder
+    return OnnxEncoder(resolve_encoder(encoder, model), device=device), open_backend(model, device=device)
+
+
+@click.command("run")
+@click.argument("slides", nargs=-1, required=True)
+@slide_options
+@click.option("--resume", is_flag=True, help="Skip slides whose result.json exists.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def command(slides, model, encoder, output, batch_size, workers, device, mpp, target_mpp,
+            tissue_threshold, skip_errors, resume, progress) -> None:
+    """Run SPAN on SLIDES (files or directories). Exit status 1 if any slide failed."""
+    from ..pipeline import SlideOptions, run_slides
+    enc, backend = load_models(model, encoder, device)
+    opts = SlideOptions(target_mpp=target_mpp, mpp=mpp, tissue_threshold=tissue_threshold,
+                        progress=progress)
+    records = run_slides(expand_slides(slides), enc, backend, output, batch_size, workers,
+                         skip_errors=skip_errors, resume=resume, options=opts)
+    counts = {s: sum(r["status"] == s for r in records) for s in ("ok", "skipped", "failed")}
+    click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped (resume), {counts['failed']} failed; "
+               f"summary: {Path(output) / 'summary.csv'}")
+    for r in records:
+        if r["status"] == "failed":
+            click.echo(f"FAILED {r['slide']}: {r['error']}", err=True)
+    if counts["failed"]:
+        raise SystemExit(1)

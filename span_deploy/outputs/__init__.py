@@ -1,0 +1,1 @@
+"""Output writers (all atomic): features h5, heatmap PNG, QuPath GeoJSON, JSON/CSV results."""

@@ -1,0 +1,266 @@
+"""Slide -> tissue tiles -> encoder (batched, streaming) -> features + coords -> SPAN -> outputs.
+
+Per slide, under ``output_dir/<slide stem>/``: ``features.h5`` (see outputs/h5.py),
+``embedding.npy`` (slide embedding), ``heatmap.png``, ``tiles.geojson`` and, written last,
+``result.json`` -- its presence marks the slide done (``resume``). A failed slide gets
+``error.json`` instead (not a done marker: resume retries it). ``output_dir/summary.csv``
+lists every slide with its status and, for failures, the error. Every file is written
+atomically. The encoder is anything with ``feature_dim`` and ``__call__(uint8 (B,224,224,3))
+-> (B, F) float32`` (``encoders.runner.OnnxEncoder``); the backend follows backends.base.Backend.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from .backends.base import Backend, SpanResult
+from .errors import ConfigError, SlideError, SpanDeployError
+from .outputs.atomic import atomic_path
+from .outputs.geojson import write_tiles_geojson
+from .outputs.h5 import write_features_h5
+from .outputs.heatmap import write_heatmap_png
+from .outputs.results import read_slide_json, write_slide_json, write_summary_csv
+from .slide import TILE, SlideReader, TileGrid, prefetch_batches, tile_slide
+from .slide.reader import DEFAULT_TARGET_MPP
+from .slide.tiling import DEFAULT_TISSUE_THRESHOLD
+
+HEATMAP_SIDE = 1024                 # heatmap thumbnail: longest side, px
+
+
+class Encoder(Protocol):
+    feature_dim: int
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class SlideOptions:
+    batch_size: int = 64
+    workers: int = 2
+    target_mpp: float = DEFAULT_TARGET_MPP
+    mpp: float | None = None                 # level-0 µm/px override (slides without metadata)
+    tissue_threshold: float = DEFAULT_TISSUE_THRESHOLD
+    tissue_mode: str = "auto"                # auto | brightfield | fluorescence
+    heatmap: bool = True
+    geojson: bool = True
+    progress: bool = False
+
+
+# --- checks -------------------------------------------------------------------------------
+def backend_feature_dim(backend: Any) -> int | None:
+    """F the SPAN model expects, if the backend exposes it (feat_dim / feature_dim / config)."""
+    for obj in (backend, getattr(backend, "config", None), getattr(backend, "cfg", None)):
+        for name in ("feat_dim", "feature_dim"):
+            v = getattr(obj, name, None) if obj is not None else None
+            if isinstance(v, (int, np.integer)):
+                return int(v)
+    return None
+
+
+def check_feature_dims(encoder: Encoder, backend: Backend) -> None:
+    """Fail before reading any slide if encoder output and model input disagree."""
+    fe, fm = int(encoder.feature_dim), backend_feature_dim(backend)
+    if fm is not None and fe != fm:
+        raise ConfigError(f"the encoder gives {fe}-d features but the SPAN model expects {fm}-d "
+                          f"(encoder {getattr(encoder, 'name', type(encoder).__name__)}). Use the "
+                          "encoder the model was trained with (e.g. R50 -> 1024, CONCH -> 512).")
+
+
+# --- features -----------------------------------------------------------------------------
+def extract_features(reader: SlideReader, coords: np.ndarray, encoder: Encoder,
+                     batch_size: int = 64, workers: int = 2, progress: bool = False) -> np.ndarray:
+    """(N, F) float32 features of the tiles at level-0 ``coords``, read while encoding."""
+    out = np.empty((len(coords), int(encoder.feature_dim)), np.float32)
+    batches = prefetch_batches(reader.read_tile, coords, batch_size, workers)
+    if progress:
+        from tqdm import tqdm
+        batches = tqdm(batches, total=-(-len(coords) // batch_size), unit="batch",
+                       desc=reader.path.name, leave=False)
+    for rows, tiles in batches:
+        f = encoder(tiles)
+        if f.shape != (len(tiles), out.shape[1]):
+            raise ConfigError(f"encoder returned {f.shape} for {len(tiles)} tiles; expected "
+                              f"(B, {out.shape[1]}).")
+        out[rows] = f
+    return out
+
+
+def _prediction(result: SpanResult) -> Any:
+    try:
+        return result.summary()
+    except ModuleNotFoundError:          # prediction formatter not installed: raw logits
+        return {"logits": np.asarray(result.logits).tolist()}
+
+
+def _check_result(result: SpanResult, n: int, path: Path) -> None:
+    if np.asarray(result.patch_scores).shape != (n,):
+        raise SpanDeployError(f"backend returned patch_scores of shape "
+                              f"{np.asarray(result.patch_scores).shape} for {n} tiles ({path}).")
+
+
+# --- one slide ----------------------------------------------------------------------------
+def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
+                  slide_dir: str | os.PathLike, opts: SlideOptions = SlideOptions()) -> dict[str, Any]:
+    """Run one slide end to end and write its outputs; returns the result record."""
+    path, slide_dir = Path(path), Path(slide_dir)
+    t0 = time.perf_counter()
+    with SlideReader(path, opts.target_mpp, opts.mpp) as reader:
+        grid = tile_slide(reader, opts.tissue_threshold, opts.tissue_mode)
+        t1 = time.perf_counter()
+        feats = extract_features(reader, grid.coords, encoder, opts.batch_size, opts.workers,
+                                 opts.progress)
+        t2 = time.perf_counter()
+        thumb = reader.read_thumbnail(HEATMAP_SIDE) if opts.heatmap else None
+    c = reader.choice
+    geometry = {"patch_size_level0": c.step0, "patch_level": c.level, "target_mpp": opts.target_mpp,
+                "mpp": c.mpp, "level0_mpp": c.mpp0, "mpp_source": c.mpp_source,
+                "level0_width": reader.dimensions[0], "level0_height": reader.dimensions[1],
+                "tissue_mode": grid.mask.mode, "tissue_threshold": opts.tissue_threshold}
+    write_features_h5(slide_dir / "features.h5", feats, grid.coords, grid.cords,
+                      {**geometry, "slide": str(path), "encoder": getattr(encoder, "name", "")})
+    result = backend.run(grid.cords, feats)
+    t3 = time.perf_counter()
+    _check_result(result, len(grid), path)
+    _write_maps(slide_dir, grid, result.patch_scores, opts, thumb)
+    with atomic_path(slide_dir / "embedding.npy") as tmp:
+        np.save(tmp, np.asarray(result.slide_embedding, np.float32))
+    record = {
+        "slide": str(path), "status": "ok", "n_tiles": len(grid), "feature_dim": feats.shape[1],
+        "encoder": getattr(encoder, "name", type(encoder).__name__),
+        "backend": getattr(backend, "name", type(backend).__name__), "task": result.task,
+        "prediction": _prediction(result), "logits": np.asarray(result.logits).tolist(),
+        "geometry": geometry,
+        "timings": {"tiling": t1 - t0, "features": t2 - t1, "span": t3 - t2,
+                    "tiles_per_s": len(grid) / max(t2 - t1, 1e-9), **result.timings},
+        "outputs": {k: str(slide_dir / v) for k, v in
+                    (("features", "features.h5"), ("embedding", "embedding.npy"),
+                     ("heatmap", "heatmap.png"), ("geojson", "tiles.geojson"))},
+    }
+    record["seconds"] = time.perf_counter() - t0
+    write_slide_json(slide_dir / "result.json", record)     # last: marks the slide done
+    (slide_dir / "error.json").unlink(missing_ok=True)
+    return record
+
+
+def _write_maps(slide_dir: Path, grid: TileGrid, scores: np.ndarray, opts: SlideOptions,
+               thumb: tuple[Image.Image, float] | None) -> None:
+    if thumb is not None:
+        write_heatmap_png(slide_dir / "heatmap.png", thumb[0], thumb[1], grid.grid, grid.step0, scores)
+    if opts.geojson:
+        write_tiles_geojson(slide_dir / "tiles.geojson", grid.coords, grid.step0, scores)
+
+
+# --- many slides --------------------------------------------------------------------------
+def slide_dirs(paths: list[Path], output_dir: Path) -> list[Path]:
+    """output_dir/<stem>; two slides with the same stem are refused before anything runs."""
+    stems: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in stems and stems[p.stem] != p:
+            raise ConfigError(f"two slides share the name {p.stem!r} ({stems[p.stem]} and {p}); "
+                              "their outputs would collide. Rename one or run them separately.")
+        stems[p.stem] = p
+    return [output_dir / p.stem for p in paths]
+
+
+def run_slides(paths: Iterable[str | os.PathLike], encoder: Encoder, backend: Backend,
+               output_dir: str | os.PathLike, batch_size: int = 64, workers: int = 2,
+               skip_errors: bool = False, resume: bool = False,
+               options: SlideOptions | None = None) -> list[dict[str, Any]]:
+    """Process slides; returns one record per slide (status ok | skipped | failed).
+
+    Without ``skip_errors`` the first failure is recorded in summary.csv and re-raised.
+    """
+    paths = [Path(p) for p in paths]
+    output_dir = Path(output_dir)
+    opts = options or SlideOptions()
+    opts = SlideOptions(**{**opts.__dict__, "batch_size": batch_size, "workers": workers})
+    check_feature_dims(encoder, backend)
+    dirs = slide_dirs(paths, output_dir)
+    records: list[dict[str, Any]] = []
+    summary = output_dir / "summary.csv"
+    for path, sdir in zip(paths, dirs):
+        done = sdir / "result.json"
+        if resume and done.is_file():
+            rec = read_slide_json(done)
+            records.append({**rec, "status": "skipped", "result_json": str(done), "seconds": 0.0})
+            continue
+        t0 = time.perf_counter()
+        try:
+            rec = process_slide(path, encoder, backend, sdir, opts)
+            records.append({**rec, "result_json": str(done)})
+        except Exception as e:
+            rec = {"slide": str(path), "status": "failed", "error_type": type(e).__name__,
+                   "error": str(e), "seconds": time.perf_counter() - t0}
+            if not isinstance(e, SpanDeployError):
+                rec["traceback"] = traceback.format_exc()
+            write_slide_json(sdir / "error.json", rec)
+            records.append(rec)
+            if not skip_errors:
+                write_summary_csv(summary, records)
+                raise
+        write_summary_csv(summary, records)
+    write_summary_csv(summary, records)
+    return records
+
+
+# --- embedding API for vendor apps ----------------------------------------------------------
+TileSource = str | os.PathLike | Iterable[tuple[np.ndarray, tuple[int, int]]]
+
+
+def _batched(tiles: Iterable[tuple[np.ndarray, tuple[int, int]]], batch_size: int, step: int
+             ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    buf: list[np.ndarray] = []
+    xy: list[tuple[int, int]] = []
+    for tile, (x, y) in tiles:
+        tile = np.asarray(tile)
+        if tile.dtype != np.uint8 or tile.shape != (TILE, TILE, 3):
+            raise SlideError(f"tile at ({x}, {y}) is {tile.dtype} {tile.shape}; expected uint8 "
+                             f"({TILE}, {TILE}, 3) RGB at 0.5 µm/px. Resize your tiles first.")
+        if x % step or y % step:
+            raise SlideError(f"tile coordinate ({x}, {y}) is not on the {step}-px grid; SPAN needs "
+                             f"tiles on a regular grid (pass tile_step = your grid step).")
+        buf.append(tile)
+        xy.append((int(x) // step, int(y) // step))
+        if len(buf) == batch_size:
+            yield np.stack(buf), np.asarray(xy, np.int64)
+            buf, xy = [], []
+    if buf:
+        yield np.stack(buf), np.asarray(xy, np.int64)
+
+
+def embed_slide(source: TileSource, encoder: Encoder, backend: Backend, batch_size: int = 64,
+                workers: int = 2, mpp: float | None = None, tile_step: int = TILE,
+                options: SlideOptions | None = None) -> np.ndarray:
+    """The SPAN slide embedding (E,) of a slide file or of your own tiles.
+
+    ``source``: a slide path (tiled as ``run`` does; ``options`` for resolution / tissue
+    settings), or an iterable of ``(tile, (x, y))`` with tile uint8 (224, 224, 3)
+    RGB at the target resolution and (x, y) its top-left corner in any pixel unit in which
+    the tile grid step is ``tile_step`` (default 224: target-resolution px).
+    """
+    check_feature_dims(encoder, backend)
+    if isinstance(source, (str, os.PathLike)):
+        o = options or SlideOptions()
+        with SlideReader(source, o.target_mpp, mpp if mpp is not None else o.mpp) as reader:
+            grid = tile_slide(reader, o.tissue_threshold, o.tissue_mode)
+            feats = extract_features(reader, grid.coords, encoder, batch_size, workers)
+        cords = grid.cords
+    else:
+        fs, gs = [], []
+        for tiles, g in _batched(source, batch_size, tile_step):
+            fs.append(np.asarray(encoder(tiles), np.float32))
+            gs.append(g)
+        if not fs:
+            raise SlideError("no tiles given to embed_slide; pass at least one (tile, (x, y)).")
+        feats, cords = np.concatenate(fs), np.concatenate(gs) * TILE
+        if len(np.unique(cords, axis=0)) != len(cords):
+            raise SlideError("duplicate tile coordinates given to embed_slide; each grid cell once.")
+    return np.asarray(backend.run(cords, feats).slide_embedding, np.float32)

@@ -1,0 +1,37 @@
+"""A stand-in SPAN backend for the slide-side tests only (the real backends live elsewhere).
+
+Deterministic and checkable: the slide embedding is the mean feature, the patch score is the
+feature sum, and it records the coords it received.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from span_deploy.backends.base import SpanResult
+
+
+class StandInBackend:
+    name = "stand-in"
+
+    def __init__(self, feat_dim: int):
+        self.feat_dim = feat_dim
+        self.calls: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def run(self, coords: np.ndarray, feats: np.ndarray) -> SpanResult:
+        assert coords.dtype == np.int64 and coords.shape == (len(feats), 2)
+        assert feats.dtype == np.float32 and feats.shape[1] == self.feat_dim
+        self.calls.append((coords.copy(), feats.copy()))
+        emb = feats.mean(0)
+        return SpanResult(logits=np.array([emb.sum(), -emb.sum()], np.float32), slide_embedding=emb,
+                          stage_globals=[], patch_features=feats, patch_scores=feats.sum(1),
+                          stage_sizes=[len(feats)])
+
+
+class MeanColourEncoder:
+    """A numpy encoder: per-channel mean and std of the tile (feature_dim 6)."""
+    name = "mean-colour"
+    feature_dim = 6
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        t = tiles.astype(np.float32) / 255.0
+        return np.concatenate([t.mean((1, 2)), t.std((1, 2))], axis=1)
