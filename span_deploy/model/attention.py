@@ -39,7 +39,8 @@ def _window_stats(q, k, v, win, bias, scale, self_ok, key_group=None):
     vw = torch.cat([v, zero])[idx]
     s = torch.einsum("wqhd,wkhd->whqk", qw, kw) * scale + bias.unsqueeze(0)
     s2 = win.shape[1]
-    eye = torch.eye(s2, dtype=torch.bool, device=win.device)
+    slots = torch.arange(s2, device=win.device)
+    eye = slots[:, None] == slots[None, :]   # not torch.eye: ORT has no bool EyeLike
     valid = (win >= 0)[:, None, :] & ~(eye[None] & ~self_ok[idx][:, :, None])  # (W, q, k)
     if key_group is not None:
         g = key_group[idx]

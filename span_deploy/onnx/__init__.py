@@ -1,0 +1,1 @@
+"""ONNX export (torch) and exported-model metadata (no torch)."""

@@ -1,0 +1,128 @@
+"""PyTorch SPAN -> ONNX: a plugin graph (one SparseWindowAttention node per window attention)
+or a portable graph (standard ops only). Rulebook tables are graph inputs (rulebook/TABLES.md).
+
+Uses torch's TorchScript-based exporter (``dynamo=False``): the custom node comes from an
+autograd.Function ``symbolic`` as a plain node -- never an ONNX local function, which TensorRT
+< 10.7 would let shadow the plugin.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..config import SpanConfig
+from ..errors import SpanDeployError
+from ..rulebook import RULEBOOK_VERSION, build_rulebook
+from .metadata import METADATA_KEY
+
+OP_DOMAIN = "span_deploy"
+OP_TYPE = "SparseWindowAttention"
+DEFAULT_OPSET = 17
+
+
+def _custom_op():
+    import torch
+
+    from ..model.attention import window_attention
+
+    class SparseWindowAttention(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v, win_a, pos_a, win_b, pos_b, bias, num_heads, side, scale, mode):
+            return window_attention(q, k, v, win_a, pos_a, win_b if mode else None, pos_b if mode else None,
+                                    bias, num_heads, side, scale)
+
+        @staticmethod
+        def symbolic(g, q, k, v, win_a, pos_a, win_b, pos_b, bias, num_heads, side, scale, mode):
+            out = g.op(f"{OP_DOMAIN}::{OP_TYPE}", q, k, v, win_a, pos_a, win_b, pos_b, bias,
+                       num_heads_i=num_heads, head_dim_i=q.type().sizes()[1] // num_heads if q.type().sizes() else 0,
+                       window_i=side, scale_f=scale, mode_i=mode,
+                       plugin_version_s="1", plugin_namespace_s=OP_DOMAIN)
+            out.setType(q.type())
+            return out
+
+    def op(q, k, v, win_a, pos_a, win_b, pos_b, bias_table, num_heads, side, scale):
+        mode = 0 if win_b is None else 1
+        if win_b is None:  # the node always has 8 inputs; B is ignored when mode = 0
+            win_b, pos_b = win_a, pos_a
+        return SparseWindowAttention.apply(q, k, v, win_a, pos_a, win_b, pos_b, bias_table.float().contiguous(),
+                                           num_heads, side, float(scale), mode)
+    return op
+
+
+def sample_rulebook_inputs(cfg: SpanConfig, n: int = 300, seed: int = 0) -> dict[str, np.ndarray]:
+    """Engine inputs of a small blob-shaped slide with the shift active: the trace example."""
+    from ..synthetic import tissue_slide
+
+    coords, feats = tissue_slide(n, seed=seed, feat_dim=cfg.feat_dim)
+    return build_rulebook(coords, cfg).engine_inputs(cfg, feats)
+
+
+def dynamic_axes(cfg: SpanConfig, input_names: list[str], output_names: list[str]) -> dict[str, dict[int, str]]:
+    axes: dict[str, dict[int, str]] = {"feats": {0: "n0"}}
+    for name in input_names[1:]:
+        s, kind = name[1:].split("_", 1)
+        if kind.startswith("win_"):
+            axes[name] = {0: f"windows{s}_{kind[-1]}"}
+        else:
+            axes[name] = {0: f"n{s}"}
+    axes["stage0_features"] = {0: "n0"}
+    axes["patch_scores"] = {0: "n0"}
+    return axes
+
+
+def export_onnx(model, out_path: str | Path, attention: str = "plugin", opset: int = DEFAULT_OPSET,
+                fp16: bool = False) -> Path:
+    """Export an eval-mode SpanModel; the file is written atomically. Returns the path."""
+    import onnx
+    import torch
+
+    from ..model.transformer import TransBlock
+
+    if attention not in ("plugin", "portable"):
+        raise SpanDeployError(f"--attention must be plugin or portable, not {attention!r}")
+    cfg: SpanConfig = model.cfg
+    sample = sample_rulebook_inputs(cfg)
+    args = tuple(torch.from_numpy(np.ascontiguousarray(sample[n])) for n in model.input_names)
+    if fp16:
+        args = (args[0].half(),) + args[1:]
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    saved = TransBlock.window_op
+    if attention == "plugin":
+        TransBlock.window_op = staticmethod(_custom_op())
+    else:
+        from ..model.attention import window_attention
+        TransBlock.window_op = staticmethod(
+            lambda q, k, v, wa, pa, wb, pb, b, h, s, sc: window_attention(q, k, v, wa, pa, wb, pb, b, h, s, sc, None))
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out_path.parent)
+    os.close(fd)
+    try:
+        target = model.half() if fp16 else model
+        with torch.no_grad():
+            torch.onnx.export(
+                target, args, tmp, dynamo=False, input_names=model.input_names, output_names=model.output_names,
+                dynamic_axes=dynamic_axes(cfg, model.input_names, model.output_names), opset_version=opset,
+                custom_opsets={OP_DOMAIN: 1} if attention == "plugin" else None, do_constant_folding=True)
+        proto = onnx.load(tmp)
+        meta = {
+            "format": 1, "rulebook_version": RULEBOOK_VERSION, "attention": attention, "precision": "fp16" if fp16 else "fp32",
+            "config": cfg.to_dict(), "num_outputs": model.num_outputs,
+            "input_names": model.input_names, "output_names": model.output_names,
+        }
+        del proto.metadata_props[:]
+        onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(meta)})
+        proto.producer_name = "span-deploy"
+        onnx.save(proto, tmp)
+        onnx.checker.check_model(tmp, full_check=True)
+        os.replace(tmp, out_path)
+    finally:
+        TransBlock.window_op = saved
+        if fp16:
+            model.float()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out_path

@@ -1,0 +1,38 @@
+"""The JSON prediction of one slide: logits plus task outputs computed as the official evaluation does."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..backends.base import SpanResult
+
+
+def survival_outputs(logits: np.ndarray) -> dict[str, object]:
+    """hazards = sigmoid, survival = cumprod(1 - hazards), risk = -sum(survival); float32 like the trainer."""
+    z = np.asarray(logits, np.float32)
+    hazards = (np.float32(1) / (np.float32(1) + np.exp(-z))).astype(np.float32)
+    surv = np.cumprod(np.float32(1) - hazards, dtype=np.float32)
+    return {"hazards": hazards.tolist(), "survival": surv.tolist(), "risk": float(-surv.sum(dtype=np.float32))}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def prediction_dict(r: "SpanResult") -> dict[str, object]:
+    out: dict[str, object] = {"task": r.task, "logits": [float(x) for x in r.logits]}
+    if r.task == "survival":
+        out.update(survival_outputs(r.logits))
+    else:
+        p = softmax(r.logits)
+        out["probabilities"] = p.tolist()
+        out["predicted_class"] = int(np.argmax(p))
+    out["slide_embedding"] = [float(x) for x in r.slide_embedding]
+    out["stage_sizes"] = [int(s) for s in r.stage_sizes]
+    out["stage_global_tokens"] = [g.astype(float).tolist() for g in r.stage_globals]
+    out["timings"] = {k: round(float(v), 6) for k, v in r.timings.items()}
+    return out
