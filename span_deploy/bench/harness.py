@@ -98,7 +98,9 @@ def bench_backend(backend_factory: Callable[[], Any], workloads: Sequence[Worklo
     Stopping rule (trtexec's): run until at least ``iterations`` iterations *and* at least
     ``duration`` seconds have been timed; with neither given, 10 iterations.
     ``flops``: FLOPs of one slide, a constant or a callable on ``SpanResult.stage_sizes``.
-    Raises BackendError if the factory fails or a workload exceeds ``backend.max_tokens``;
+    Optional backend attributes: ``max_tokens`` (checked first), ``settings`` (dict, recorded),
+    ``device_memory`` (DeviceMemoryHooks, when ``device_memory`` is not given), ``close()``.
+    Raises what the factory raises, BackendError if a workload exceeds ``backend.max_tokens``;
     an error inside ``run`` is recorded on that size and the other sizes still run.
     """
     if warmup < 0:
@@ -120,6 +122,8 @@ def bench_backend(backend_factory: Callable[[], Any], workloads: Sequence[Worklo
     rec.update(_backend_settings(backend))
     out = BackendBench(bname, rec, load_s=load_s, load_memory=load_mem.to_dict())
 
+    # Device memory is only knowable by the backend (torch allocator, TensorRT, ORT arena).
+    device_memory = device_memory or getattr(backend, "device_memory", None)
     max_tokens = getattr(backend, "max_tokens", None)
     too_big = [w.n_tokens for w in workloads if max_tokens is not None and w.n_tokens > max_tokens]
     if too_big:
