@@ -1,0 +1,37 @@
+"""`span-deploy predict FEATURES.h5`: one slide's prediction as JSON."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("predict")
+@click.argument("features", type=click.Path(path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="Official SPAN checkpoint (.pt / .safetensors).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Official composed config YAML.")
+@click.option("--model", type=click.Path(path_type=Path), help="An exported model.onnx / model.engine instead.")
+@click.option("--backend", default="torch", show_default=True,
+              type=click.Choice(["torch", "ort", "ort-portable", "trt"]))
+@click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda"]), show_default=True)
+@click.option("--threads", type=int, default=None, help="Intra-op threads (default: the runtime's).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the JSON here (default: stdout).")
+@click.option("--plugin-lib", type=click.Path(path_type=Path), help="TensorRT plugin library (trt backend).")
+def command(features: Path, checkpoint: Path | None, config_path: Path | None, model: Path | None, backend: str,
+            device: str, threads: int | None, output: Path | None, plugin_lib: Path | None) -> None:
+    """Predict one slide from its feature file (official feats/cords or TRIDENT features/coords h5)."""
+    from ..backends import open_backend
+    from ..features import read_features
+    from ..outputs.atomic import atomic_write_bytes
+
+    be = open_backend(backend, model=model, checkpoint=checkpoint, config=config_path, device=device,
+                      threads=threads, plugin_lib=plugin_lib)
+    sf = read_features(features, feat_dim=getattr(be, "feat_dim", None))
+    result = be.run(sf.coords, sf.feats)
+    doc = {"slide": str(features), "backend": be.name, **result.summary()}
+    text = json.dumps(doc, indent=1)
+    if output is None:
+        click.echo(text)
+    else:
+        atomic_write_bytes(output, text.encode())
