@@ -53,6 +53,7 @@ def synthetic_workloads(sizes: Sequence[int], seed: int = 0, feat_dim: int = 102
 class SizeResult:
     workload: str
     n_tokens: int
+    feat_dim: int = 0
     iterations: int = 0
     wall_s: float = 0.0
     timings: dict[str, Summary] = field(default_factory=dict)
@@ -86,7 +87,8 @@ class BackendBench:
     error: str | None = None
 
 
-def bench_backend(backend_factory: Callable[[], Any], workloads: Sequence[Workload], *,
+def bench_backend(backend_factory: Callable[[], Any],
+                  workloads: Sequence[Workload] | Callable[[Any], Sequence[Workload]], *,
                   name: str | None = None, warmup: int = 2, iterations: int | None = None,
                   duration: float | None = None, flops: FlopsSpec = None,
                   gemm_flops_per_s: float | None = None, settings: dict[str, Any] | None = None,
@@ -94,6 +96,9 @@ def bench_backend(backend_factory: Callable[[], Any], workloads: Sequence[Worklo
                   unstable_cov: float = UNSTABLE_COV,
                   superlinear_ratio: float = SUPERLINEAR_RATIO) -> BackendBench:
     """Open a backend with ``backend_factory()`` and benchmark it on each workload.
+
+    ``workloads`` may be a callable taking the opened backend (e.g. to size synthetic features
+    by ``backend.feat_dim``).
 
     Stopping rule (trtexec's): run until at least ``iterations`` iterations *and* at least
     ``duration`` seconds have been timed; with neither given, 10 iterations.
@@ -122,6 +127,8 @@ def bench_backend(backend_factory: Callable[[], Any], workloads: Sequence[Worklo
     rec.update(_backend_settings(backend))
     out = BackendBench(bname, rec, load_s=load_s, load_memory=load_mem.to_dict())
 
+    if callable(workloads):
+        workloads = workloads(backend)
     # Device memory is only knowable by the backend (torch allocator, TensorRT, ORT arena).
     device_memory = device_memory or getattr(backend, "device_memory", None)
     max_tokens = getattr(backend, "max_tokens", None)
@@ -146,7 +153,7 @@ def bench_backend(backend_factory: Callable[[], Any], workloads: Sequence[Worklo
 def _bench_size(backend: Any, w: Workload, warmup: int, min_iters: int, min_time: float,
                 flops: FlopsSpec, gemm_rate: float | None, device_memory: DeviceMemoryHooks | None,
                 unstable_cov: float) -> SizeResult:
-    res = SizeResult(w.name, w.n_tokens)
+    res = SizeResult(w.name, w.n_tokens, int(w.feats.shape[1]))
     res.geometry = describe_geometry(w.coords)
     samples: dict[str, list[float]] = {}
     first = None

@@ -78,13 +78,14 @@ JSON_SCHEMA: dict[str, Any] = {
         },
         "size": {
             "type": "object",
-            "required": ["workload", "n_tokens", "iterations", "wall_s", "timings", "throughput",
+            "required": ["workload", "n_tokens", "feat_dim", "iterations", "wall_s", "timings", "throughput",
                          "stage_sizes", "flops", "achieved_flops_per_s", "gemm_fraction",
                          "memory", "unstable", "error"],
             "additionalProperties": False,
             "properties": {
                 "workload": {"type": "string"},
                 "n_tokens": {"type": "integer", "minimum": 1},
+                "feat_dim": {"type": "integer", "minimum": 1},
                 "iterations": {"type": "integer", "minimum": 0},
                 "wall_s": {"type": "number", "minimum": 0},
                 "timings": {"type": "object", "additionalProperties": {"$ref": "#/$defs/summary"}},
@@ -131,7 +132,8 @@ JSON_SCHEMA: dict[str, Any] = {
 
 def size_to_dict(s: SizeResult) -> dict[str, Any]:
     return {
-        "workload": s.workload, "n_tokens": s.n_tokens, "iterations": s.iterations,
+        "workload": s.workload, "n_tokens": s.n_tokens, "feat_dim": s.feat_dim,
+        "iterations": s.iterations,
         "wall_s": s.wall_s, "timings": {k: v.to_dict() for k, v in s.timings.items()},
         "throughput": {"slides_per_s": s.slides_per_s, "tokens_per_s": s.tokens_per_s},
         "stage_sizes": s.stage_sizes, "stages": s.stages, "geometry": s.geometry,
