@@ -1,0 +1,66 @@
+// SparseWindowAttention kernels (op contract: ../README.md), shared by every front end.
+// Plain C++: no ONNX Runtime / TensorRT / CUDA headers, so any front end can include it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+// Same typedef as cuda_runtime_api.h (and TensorRT's headers), so this header needs no CUDA.
+typedef struct CUstream_st* cudaStream_t;
+
+namespace span_deploy {
+
+// IEEE binary16 storage; layout-compatible with __half and Ort::Float16_t.
+struct SwaHalf {
+    uint16_t bits;
+};
+
+// Attributes, sizes and the int32/fp32 tables. Table pointers live in the memory space of the
+// kernel they are passed to (host for swa_forward_cpu, device for swa_forward_cuda).
+struct SwaParams {
+    int64_t n = 0;          // N rows
+    int64_t num_win_a = 0;  // Wa
+    int64_t num_win_b = 0;  // Wb (read only when mode == 1)
+    int32_t num_heads = 0;  // H
+    int32_t head_dim = 0;   // Dh
+    int32_t window = 0;     // S (window side in cells; S*S slots per window)
+    int32_t mode = 0;       // 0: keys of A; 1: A plus the keys of B outside the query's A-window
+    float scale = 1.f;
+    const int32_t* win_a = nullptr;  // (Wa, S*S)
+    const int32_t* pos_a = nullptr;  // (N)
+    const int32_t* win_b = nullptr;  // (Wb, S*S)
+    const int32_t* pos_b = nullptr;  // (N)
+    const float* bias = nullptr;     // (H, 2S-1, 2S-1)
+};
+
+// Attribute / size consistency; empty string when valid, else a message for the user.
+std::string swa_check_params(const SwaParams& p);
+// Table contents (host pointers): positions inside their table, window entries in [-1, N).
+// The kernels themselves treat out-of-range entries as empty slots, so they never read out of
+// bounds; this check lets a front end report bad tables instead of silently skipping them.
+std::string swa_check_tables_host(const SwaParams& p);
+
+// CPU, rows [row_begin, row_end) only: for front ends that bring their own thread pool.
+void swa_forward_cpu_rows(const SwaParams& p, const float* q, const float* k, const float* v, float* out,
+                          int64_t row_begin, int64_t row_end);
+void swa_forward_cpu_rows(const SwaParams& p, const SwaHalf* q, const SwaHalf* k, const SwaHalf* v, SwaHalf* out,
+                          int64_t row_begin, int64_t row_end);
+
+// CPU, all rows on num_threads std::threads (<= 0: hardware concurrency).
+void swa_forward_cpu(const SwaParams& p, const float* q, const float* k, const float* v, float* out,
+                     int num_threads = 0);
+void swa_forward_cpu(const SwaParams& p, const SwaHalf* q, const SwaHalf* k, const SwaHalf* v, SwaHalf* out,
+                     int num_threads = 0);
+
+// CUDA: enqueues on `stream` and returns the launch status (a cudaError_t value, 0 = success).
+// No allocation, no synchronisation, no workspace: safe inside CUDA-graph capture.
+// Limits: head_dim <= 256 and 2*S^2 slots within 48 KiB of shared memory (S <= 55).
+int swa_forward_cuda(const SwaParams& p, const float* q, const float* k, const float* v, float* out,
+                     cudaStream_t stream);
+int swa_forward_cuda(const SwaParams& p, const SwaHalf* q, const SwaHalf* k, const SwaHalf* v, SwaHalf* out,
+                     cudaStream_t stream);
+// The CUDA-specific part of swa_check_params (empty when the CUDA kernel supports p).
+std::string swa_check_cuda_limits(const SwaParams& p);
+const char* swa_cuda_error_string(int status);
+
+}  // namespace span_deploy

@@ -1,0 +1,228 @@
+// ONNX Runtime custom-op library: span_deploy::SparseWindowAttention (contract: ../README.md).
+// Four kernels share one schema: {CPU, CUDA} x {float32, float16}; ORT picks by EP and q's type.
+// Built against the ORT 1.21 headers with ORT_API_MANUAL_INIT, so it loads into any runtime
+// that still serves API version 21 (every ORT >= 1.21).
+#define ORT_API_MANUAL_INIT
+#include <onnxruntime_cxx_api.h>
+#undef ORT_API_MANUAL_INIT
+
+#include <algorithm>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "swa_kernels.h"
+
+namespace {
+
+using span_deploy::SwaHalf;
+using span_deploy::SwaParams;
+
+constexpr const char* kDomain = "span_deploy";
+constexpr const char* kOpName = "SparseWindowAttention";
+constexpr size_t kNumInputs = 8;
+constexpr int64_t kRowsPerTask = 32;  // rows per ParallelFor task: amortises the per-task scratch
+
+struct Attributes {
+    int64_t num_heads = 0, head_dim = 0, window = 0, mode = 0;
+    float scale = 0.f;
+};
+
+Attributes read_attributes(const OrtKernelInfo* info) {
+    Ort::ConstKernelInfo ki(info);
+    Attributes a;
+    a.num_heads = ki.GetAttribute<int64_t>("num_heads");
+    a.head_dim = ki.GetAttribute<int64_t>("head_dim");
+    a.window = ki.GetAttribute<int64_t>("window");
+    a.scale = ki.GetAttribute<float>("scale");
+    a.mode = ki.GetAttribute<int64_t>("mode");
+    if (a.num_heads <= 0 || a.head_dim <= 0 || a.window <= 0 || (a.mode != 0 && a.mode != 1))
+        throw std::invalid_argument("SparseWindowAttention: need num_heads, head_dim, window > 0 and mode in {0, 1}");
+    return a;
+}
+
+std::vector<int64_t> shape_of(const Ort::ConstValue& v) { return v.GetTensorTypeAndShapeInfo().GetShape(); }
+
+std::string shape_str(const std::vector<int64_t>& s) {
+    std::string out = "(";
+    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + ")";
+}
+
+void expect_shape(const char* name, const std::vector<int64_t>& got, const std::vector<int64_t>& want) {
+    bool ok = got.size() == want.size();
+    for (size_t i = 0; ok && i < got.size(); ++i) ok = want[i] < 0 || got[i] == want[i];
+    if (!ok)
+        throw std::invalid_argument(std::string("SparseWindowAttention: input '") + name + "' has shape " +
+                                    shape_str(got) + ", expected " + shape_str(want) + " (-1: any)");
+}
+
+// Checks the input shapes against the attributes and fills the table part of SwaParams.
+SwaParams make_params(const Attributes& a, Ort::KernelContext& ctx) {
+    if (ctx.GetInputCount() != kNumInputs)
+        throw std::invalid_argument("SparseWindowAttention: expects 8 inputs (q, k, v, win_a, pos_a, win_b, pos_b, bias)");
+    SwaParams p;
+    p.num_heads = int32_t(a.num_heads);
+    p.head_dim = int32_t(a.head_dim);
+    p.window = int32_t(a.window);
+    p.mode = int32_t(a.mode);
+    p.scale = a.scale;
+    const int64_t C = a.num_heads * a.head_dim, S2 = a.window * a.window, side = 2 * a.window - 1;
+
+    const auto q_shape = shape_of(ctx.GetInput(0));
+    expect_shape("q", q_shape, {-1, C});
+    p.n = q_shape[0];
+    expect_shape("k", shape_of(ctx.GetInput(1)), q_shape);
+    expect_shape("v", shape_of(ctx.GetInput(2)), q_shape);
+    const auto wa_shape = shape_of(ctx.GetInput(3));
+    expect_shape("win_a", wa_shape, {-1, S2});
+    expect_shape("pos_a", shape_of(ctx.GetInput(4)), {p.n});
+    expect_shape("bias", shape_of(ctx.GetInput(7)), {a.num_heads, side, side});
+    p.num_win_a = wa_shape[0];
+    p.win_a = ctx.GetInput(3).GetTensorData<int32_t>();
+    p.pos_a = ctx.GetInput(4).GetTensorData<int32_t>();
+    p.bias = ctx.GetInput(7).GetTensorData<float>();
+    if (p.mode == 1) {
+        const auto wb_shape = shape_of(ctx.GetInput(5));
+        expect_shape("win_b", wb_shape, {-1, S2});
+        expect_shape("pos_b", shape_of(ctx.GetInput(6)), {p.n});
+        p.num_win_b = wb_shape[0];
+        p.win_b = ctx.GetInput(5).GetTensorData<int32_t>();
+        p.pos_b = ctx.GetInput(6).GetTensorData<int32_t>();
+    }
+    const std::string err = span_deploy::swa_check_params(p);
+    if (!err.empty()) throw std::invalid_argument("SparseWindowAttention: " + err);
+    return p;
+}
+
+template <typename T> struct Storage;  // ORT element type -> kernel element type
+template <> struct Storage<float> { using type = float; };
+template <> struct Storage<Ort::Float16_t> { using type = SwaHalf; };
+
+template <typename T> struct RowTask {
+    const SwaParams* p;
+    const T *q, *k, *v;
+    T* out;
+};
+
+template <typename T, bool kCuda>
+struct SwaKernel {
+    explicit SwaKernel(const OrtKernelInfo* info) : attrs(read_attributes(info)) {}
+
+    OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept {
+        try {
+            Ort::KernelContext ctx(context);
+            const SwaParams p = make_params(attrs, ctx);
+            using S = typename Storage<T>::type;
+            auto data = [&](size_t i) { return reinterpret_cast<const S*>(ctx.GetInput(i).GetTensorData<T>()); };
+            const int64_t C = int64_t(p.num_heads) * p.head_dim;
+            S* out = reinterpret_cast<S*>(ctx.GetOutput(0, {p.n, C}).GetTensorMutableData<T>());
+            if (p.n == 0) return nullptr;
+            if constexpr (kCuda) {
+                std::string err = span_deploy::swa_check_cuda_limits(p);
+                if (!err.empty()) throw std::invalid_argument("SparseWindowAttention (CUDA): " + err);
+                const auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
+                const int rc = span_deploy::swa_forward_cuda(p, data(0), data(1), data(2), out, stream);
+                if (rc != 0)
+                    throw std::runtime_error(std::string("SparseWindowAttention CUDA launch failed: ") +
+                                             span_deploy::swa_cuda_error_string(rc));
+            } else {
+                const std::string err = span_deploy::swa_check_tables_host(p);
+                if (!err.empty()) throw std::invalid_argument("SparseWindowAttention: " + err);
+                RowTask<S> task{&p, data(0), data(1), data(2), out};
+                const size_t tasks = size_t((p.n + kRowsPerTask - 1) / kRowsPerTask);
+                // ORT's intra-op pool (runs inline with intra_op_num_threads = 1).
+                ctx.ParallelFor(
+                    [](void* user, size_t t) {
+                        const auto* tk = static_cast<const RowTask<S>*>(user);
+                        const int64_t b = int64_t(t) * kRowsPerTask;
+                        const int64_t e = std::min(tk->p->n, b + kRowsPerTask);
+                        span_deploy::swa_forward_cpu_rows(*tk->p, tk->q, tk->k, tk->v, tk->out, b, e);
+                    },
+                    tasks, 0, &task);
+            }
+            return nullptr;
+        } catch (const Ort::Exception& e) {
+            return Ort::Status(e).release();
+        } catch (const std::exception& e) {
+            return Ort::Status(e).release();
+        }
+    }
+
+    Attributes attrs;
+};
+
+template <typename T, bool kCuda>
+struct SwaOp : Ort::CustomOpBase<SwaOp<T, kCuda>, SwaKernel<T, kCuda>, true> {
+    SwaOp() {
+        // q/k/v fix the output type; the output shape is q's shape (kept symbolic where it is).
+        this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* ctx) -> OrtStatusPtr {
+            const OrtApi& api = Ort::GetApi();
+            OrtTensorTypeAndShapeInfo* info = nullptr;  // owned by ctx
+            if (OrtStatusPtr st = api.ShapeInferContext_GetInputTypeShape(ctx, 0, &info)) return st;
+            return api.ShapeInferContext_SetOutputTypeShape(ctx, 0, info);
+        };
+    }
+
+    OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const noexcept {
+        try {
+            *kernel = new SwaKernel<T, kCuda>(info);
+            return nullptr;
+        } catch (const Ort::Exception& e) {
+            return Ort::Status(e).release();
+        } catch (const std::exception& e) {
+            return Ort::Status(e).release();
+        }
+    }
+
+    const char* GetName() const { return kOpName; }
+    const char* GetExecutionProviderType() const { return kCuda ? "CUDAExecutionProvider" : nullptr; }
+    size_t GetInputTypeCount() const { return kNumInputs; }
+    ONNXTensorElementDataType GetInputType(size_t i) const {
+        if (i <= 2) return Ort::TypeToTensorType<T>::type;
+        return i == 7 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    }
+    size_t GetOutputTypeCount() const { return 1; }
+    ONNXTensorElementDataType GetOutputType(size_t) const { return Ort::TypeToTensorType<T>::type; }
+};
+
+SwaOp<float, false> g_cpu_f32;
+SwaOp<Ort::Float16_t, false> g_cpu_f16;
+#ifdef SPAN_WITH_CUDA
+SwaOp<float, true> g_cuda_f32;
+SwaOp<Ort::Float16_t, true> g_cuda_f16;
+#endif
+
+// A domain must outlive every session that registered it; keep them for the process lifetime.
+std::mutex g_domains_mutex;
+std::vector<Ort::CustomOpDomain> g_domains;
+
+}  // namespace
+
+// The library is built with hidden visibility; this is its one exported symbol.
+extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
+                                                                const OrtApiBase* api_base) {
+    const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+    if (!api) {
+        // Runtime older than the headers: report through the oldest API table, which every runtime has.
+        return api_base->GetApi(1)->CreateStatus(
+            ORT_FAIL, "libspan_deploy_ops needs ONNX Runtime >= 1.21 (C API version 21)");
+    }
+    Ort::InitApi(api);
+    try {
+        Ort::CustomOpDomain domain(kDomain);
+        domain.Add(&g_cpu_f32);
+        domain.Add(&g_cpu_f16);
+#ifdef SPAN_WITH_CUDA
+        domain.Add(&g_cuda_f32);
+        domain.Add(&g_cuda_f16);
+#endif
+        Ort::UnownedSessionOptions(options).Add(domain);
+        std::lock_guard<std::mutex> lock(g_domains_mutex);
+        g_domains.push_back(std::move(domain));
+    } catch (const Ort::Exception& e) {
+        return Ort::Status(e).release();
+    }
+    return nullptr;
+}
