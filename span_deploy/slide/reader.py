@@ -161,6 +161,9 @@ def _open(path: Path) -> openslide.OpenSlide:
     try:
         return openslide.OpenSlide(str(path))
     except openslide.OpenSlideUnsupportedFormatError as e:
+        why = _diagnose_tiff(path)
+        if why:
+            raise _fail(path, f"OpenSlide cannot read this TIFF: {why}", _TIFF_TODO) from e
         raise _fail(path, "unsupported slide format",
                     "OpenSlide reads Aperio .svs, Hamamatsu .ndpi/.vms, Leica .scn, MIRAX .mrxs, "
                     "Philips TIFF, Sakura, Trestle, Ventana, DICOM and tiled pyramidal TIFF; "
@@ -170,6 +173,38 @@ def _open(path: Path) -> openslide.OpenSlide:
                     "Re-copy or re-export the slide.") from e
     except OSError as e:
         raise _fail(path, f"cannot read the slide ({e})", "Check the file and its permissions.") from e
+
+
+_TIFF_TODO = ("Re-copy the file if it is truncated; otherwise convert it to a tiled pyramidal TIFF "
+              "(e.g. vips tiffsave in.tif out.tif --tile --pyramid --compression jpeg).")
+
+
+def _diagnose_tiff(path: Path) -> str | None:
+    """Why a TIFF-looking file was refused (truncated, untiled), or None if not a TIFF."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return None
+    import logging
+
+    import tifffile
+    size = path.stat().st_size
+    log = logging.getLogger("tifffile")
+    was_disabled, log.disabled = log.disabled, True     # we report the problem ourselves
+    try:
+        with tifffile.TiffFile(path) as tf:
+            pages = list(tf.pages)
+            for pg in pages:
+                ends = [o + n for o, n in zip(pg.dataoffsets, pg.databytecounts)]
+                if ends and max(ends) > size:
+                    return f"truncated (image data runs to byte {max(ends)}, file has {size})"
+            if not any(pg.is_tiled for pg in pages):
+                return "not tiled (strip TIFF); OpenSlide needs a tiled TIFF"
+    except Exception as e:        # tifffile cannot parse it either: the IFD chain is broken
+        return f"corrupt or truncated ({type(e).__name__}: {str(e)[:120]})"
+    finally:
+        log.disabled = was_disabled
+    return "no OpenSlide vendor format matched (unusual or corrupt TIFF)"
 
 
 def _level0_mpp(slide: openslide.OpenSlide, path: Path, override: float | None) -> tuple[float, str]:

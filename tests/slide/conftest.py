@@ -1,0 +1,42 @@
+"""Fixtures for the slide-side tests: the shared real WSIs and generated pyramidal TIFFs."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))                      # stand_in.py
+SHARED = Path(__file__).resolve().parents[3] / "shared"   # /work/shared next to the clone
+WSI = SHARED / "testdata" / "wsi"
+SVS = WSI / "CMU-1-Small-Region.svs"
+NDPI = WSI / "test3-DAPI-2-(387).ndpi"
+
+
+def _need(p: Path) -> Path:
+    if not p.is_file():
+        pytest.skip(f"shared test slide missing: {p} (shared/ must sit beside the clone)")
+    return p
+
+
+@pytest.fixture
+def svs() -> Path:
+    return _need(SVS)
+
+
+@pytest.fixture
+def ndpi() -> Path:
+    return _need(NDPI)
+
+
+@pytest.fixture
+def make_slide(tmp_path):
+    """make_slide(name, cols, rows, tissue_cells=(i0, j0, i1, j1) | None, mpp=0.5, cell=224)."""
+    from span_deploy.slide.synthetic import write_synthetic_slide
+
+    def make(name: str, cols: int, rows: int, tissue_cells=None, mpp: float | None = 0.5,
+             cell: int = 224, downsamples=(1, 4, 16)) -> Path:
+        rect = None if tissue_cells is None else tuple(v * cell for v in tissue_cells)
+        return write_synthetic_slide(tmp_path / name, cols * cell, rows * cell, rect, mpp, downsamples)
+    return make

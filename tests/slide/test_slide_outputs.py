@@ -1,0 +1,82 @@
+"""Atomic writes, features h5, heatmap, GeoJSON and result files."""
+from __future__ import annotations
+
+import csv
+import json
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from span_deploy.outputs.atomic import atomic_path, atomic_write_text
+from span_deploy.outputs.geojson import write_tiles_geojson
+from span_deploy.outputs.h5 import read_features_h5, write_features_h5
+from span_deploy.outputs.heatmap import colormap, render_heatmap
+from span_deploy.outputs.results import write_summary_csv
+
+
+def test_atomic_failure_leaves_nothing(tmp_path):
+    target = tmp_path / "out" / "x.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("boom")
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new, half")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old" and [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+def test_h5_failure_mid_write_leaves_no_file(tmp_path):
+    target = tmp_path / "features.h5"
+    f, c = np.ones((3, 4), np.float32), np.zeros((3, 2), np.int64)
+    with pytest.raises(TypeError):           # an attribute h5py cannot store, after data written
+        write_features_h5(target, f, c, c, {"bad": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_h5_both_namings(tmp_path):
+    feats = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    grid = np.array([[0, 0], [1, 0], [2, 1], [0, 3], [5, 5]], np.int64)
+    p = write_features_h5(tmp_path / "f.h5", feats, grid * 491, grid * 224,
+                          {"patch_size_level0": 491, "mpp": 0.5})
+    with h5py.File(p) as f:
+        assert f["feats"].id == f["features"].id                 # hard link, one copy
+        np.testing.assert_array_equal(f["feats"][()], feats)
+        np.testing.assert_array_equal(f["cords"][()], grid * 224)
+        np.testing.assert_array_equal(f["coords"][()], grid * 491)
+        assert f["coords"].attrs["patch_size_level0"] == 491 and f["coords"].attrs["coords_order"] == "xy"
+    d = read_features_h5(p)
+    assert d["features"].shape == (5, 8) and d["attrs"]["patch_size"] == 224
+
+
+def test_heatmap_colours_tiles():
+    thumb = Image.new("RGB", (40, 30), (255, 255, 255))
+    grid = np.array([[0, 0], [3, 2]])
+    img = np.asarray(render_heatmap(thumb, 10.0, grid, 100, np.array([0.0, 1.0]), alpha=1.0))
+    assert img.shape == (30, 40, 3)
+    np.testing.assert_array_equal(img[5, 5], colormap(np.array(0.0)))     # tile (0,0): low
+    np.testing.assert_array_equal(img[25, 35], colormap(np.array(1.0)))   # tile (3,2): high
+    np.testing.assert_array_equal(img[15, 15], [255, 255, 255])           # no tile
+
+
+def test_geojson(tmp_path):
+    p = write_tiles_geojson(tmp_path / "t.geojson", np.array([[448, 896]]), 448, np.array([0.25]))
+    fc = json.loads(p.read_text())
+    assert fc["type"] == "FeatureCollection"
+    f = fc["features"][0]
+    assert f["geometry"]["coordinates"] == [[[448, 896], [896, 896], [896, 1344], [448, 1344], [448, 896]]]
+    assert f["properties"]["measurements"] == {"span_score": 0.25}
+
+
+def test_summary_csv(tmp_path):
+    p = write_summary_csv(tmp_path / "s.csv", [
+        {"slide": "a.svs", "status": "ok", "n_tiles": 3, "prediction": {"label": "tumor"}, "seconds": 1.0},
+        {"slide": "b.svs", "status": "failed", "error_type": "SlideError", "error": "no tissue"}])
+    rows = list(csv.DictReader(p.open()))
+    assert rows[0]["prediction"] == "tumor" and rows[0]["seconds"] == "1.00"
+    assert rows[1]["status"] == "failed" and rows[1]["error"] == "no tissue"
