@@ -290,7 +290,7 @@ def _check(v: Any, s: dict[str, Any], root: dict[str, Any], path: str, errors: l
 
 def render_tables(doc: dict[str, Any]) -> list[Any]:
     """Two rich Tables (latency; throughput and resources), one row per backend and size,
-    narrow enough for an 100-column terminal. Times in ms."""
+    about 100 columns wide. Times in ms."""
     from rich.table import Table
 
     lat = Table(title="latency (ms; stage columns are medians)")
@@ -299,20 +299,20 @@ def render_tables(doc: dict[str, Any]) -> list[Any]:
         lat.add_column(col, justify="left" if col == "backend" else "right", no_wrap=True)
     thr = Table(title="throughput and resources")
     for col in ("backend", "tokens", "load s", "slides/s", "tokens/s", "peak RSS MiB",
-                "GFLOP/s", "% gemm"):
+                "+RSS MiB", "GFLOP/s", "% gemm"):
         thr.add_column(col, justify="left" if col == "backend" else "right", no_wrap=True)
     err = "[red]error[/red]"
     for b in doc["backends"]:
         if b["error"] and not b["results"]:
             lat.add_row(b["name"], "-", "-", err, *["-"] * 6)
-            thr.add_row(b["name"], "-", "-", err, *["-"] * 4)
+            thr.add_row(b["name"], "-", "-", err, *["-"] * 5)
             continue
         for i, s in enumerate(b["results"]):
             load = _f(b["load_s"], "{:.2f}") if i == 0 else ""
             tokens = f"{s['n_tokens']:,}"
             if s["error"]:
                 lat.add_row(b["name"], tokens, "0", err, *["-"] * 6)
-                thr.add_row(b["name"], tokens, load, err, *["-"] * 4)
+                thr.add_row(b["name"], tokens, load, err, *["-"] * 5)
                 continue
             tm = s["timings"]
             e2e = tm.get("end_to_end", {})
@@ -320,7 +320,7 @@ def render_tables(doc: dict[str, Any]) -> list[Any]:
             cov_txt = _f(None if cov is None else 100 * cov, "{:.1f}")
             if "end_to_end" in s["unstable"]:
                 cov_txt = f"[yellow]{cov_txt}[/yellow]"
-            gf, frac = s["achieved_flops_per_s"], s["gemm_fraction"]
+            gf, frac, mem = s["achieved_flops_per_s"], s["gemm_fraction"], s["memory"]
             lat.add_row(b["name"], tokens, str(s["iterations"]), _ms(e2e.get("median")),
                         _ms(e2e.get("p90")), _ms(e2e.get("p99")), cov_txt,
                         _ms(tm.get("rulebook", {}).get("median")),
@@ -328,7 +328,9 @@ def render_tables(doc: dict[str, Any]) -> list[Any]:
                         _ms(tm.get("compute", {}).get("median")))
             thr.add_row(b["name"], tokens, load, _f(s["throughput"]["slides_per_s"], "{:.3g}"),
                         _f(s["throughput"]["tokens_per_s"], "{:,.0f}"),
-                        _f(s["memory"]["peak_rss_bytes"] / 2**20, "{:,.0f}"),
+                        _f(mem["peak_rss_bytes"] / 2**20, "{:,.0f}"),
+                        # growth over the RSS at the start of that size (inputs already resident)
+                        _f((mem["peak_rss_bytes"] - mem["start_rss_bytes"]) / 2**20, "{:,.0f}"),
                         _f(None if gf is None else gf / 1e9, "{:.1f}"),
                         _f(None if frac is None else 100 * frac, "{:.1f}"))
     return [lat, thr]
@@ -352,7 +354,11 @@ def print_report(doc: dict[str, Any], console: Any = None) -> None:
 
 
 def _ms(x: float | None) -> str:
-    return "-" if x is None else f"{1e3 * x:.2f}"
+    """Milliseconds with about 3-4 significant digits and a bounded width."""
+    if x is None:
+        return "-"
+    ms = 1e3 * x
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
 
 
 def _f(x: float | None, fmt: str) -> str:

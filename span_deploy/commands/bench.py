@@ -141,7 +141,8 @@ def _run(names: list[str], open_backend: Any, model: Path | None, checkpoint: Pa
     from ..bench.machine import library_versions, machine_info
     from ..bench.report import build_report, print_report, write_json
 
-    console = Console(stderr=False)
+    # Piped to a log, rich would wrap at 80 columns and truncate the tables.
+    console = Console(width=None if sys.stdout.isatty() else 120)
     cfg = None
     if config_path is not None:
         from ..config import load_config

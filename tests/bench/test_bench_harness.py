@@ -200,7 +200,11 @@ def test_tables_render(small_workloads):
     print_report(doc, console)
     text = console.export_text()
     assert "Test CPU" in text and "Fake GPU (driver 999.1)" in text
-    assert "500.00" in text                                # compute median 0.5 s in ms
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if "│" in line]
+    latency = [c for c in cells if len(c) == 10 and c[0] == "fixed"]
+    assert [c[1:3] for c in latency] == [["50", "3"], ["400", "3"]]
+    for c in latency:                                      # rulebook 2 ms, h2d 1 ms, compute 0.5 s
+        assert c[-3:] == ["2.00", "1.00", "500"]
     assert "error" in text
 
 
