@@ -123,3 +123,22 @@ def test_backend_open_error_reported(monkeypatch, fake_backends, model):
     r = invoke("--model", model, "--backend", "ort", "--tokens", "20", "--iterations", "1", "--no-gemm")
     assert r.exit_code == 1
     assert "the ort backend needs --checkpoint and --config" in r.output
+
+
+def test_slide_features_file(fake_backends, model, tmp_path):
+    import h5py
+
+    from span_deploy.synthetic import tissue_slide
+
+    coords, feats = tissue_slide(75, seed=2, feat_dim=5)
+    h5 = tmp_path / "slide.h5"
+    with h5py.File(h5, "w") as f:
+        f["features"], f["coords"] = feats, coords
+    out = tmp_path / "b.json"
+    r = invoke("--model", model, "--backend", "ort", "--slide", str(h5), "--warmup", "0",
+               "--iterations", "2", "--no-gemm", "--json", str(out))
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    (res,) = doc["backends"][0]["results"]
+    assert (res["workload"], res["n_tokens"], res["feat_dim"]) == ("slide", 75, 5)
+    assert doc["settings"]["source"] == "slide" and doc["settings"]["tokens"] == [75]
