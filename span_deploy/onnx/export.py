@@ -31,25 +31,27 @@ def _custom_op():
 
     class SparseWindowAttention(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, q, k, v, win_a, pos_a, win_b, pos_b, bias, num_heads, side, scale, mode):
+        def forward(ctx, q, k, v, win_a, pos_a, win_b, pos_b, bias, num_heads, head_dim, side, scale, mode):
             return window_attention(q, k, v, win_a, pos_a, win_b if mode else None, pos_b if mode else None,
                                     bias, num_heads, side, scale)
 
         @staticmethod
-        def symbolic(g, q, k, v, win_a, pos_a, win_b, pos_b, bias, num_heads, side, scale, mode):
+        def symbolic(g, q, k, v, win_a, pos_a, win_b, pos_b, bias, num_heads, head_dim, side, scale, mode):
             out = g.op(f"{OP_DOMAIN}::{OP_TYPE}", q, k, v, win_a, pos_a, win_b, pos_b, bias,
-                       num_heads_i=num_heads, head_dim_i=q.type().sizes()[1] // num_heads if q.type().sizes() else 0,
+                       num_heads_i=num_heads, head_dim_i=head_dim,
                        window_i=side, scale_f=scale, mode_i=mode,
                        plugin_version_s="1", plugin_namespace_s=OP_DOMAIN)
-            out.setType(q.type())
+            # rows are dynamic: a traced static row count would clash with the dynamic inputs
+            out.setType(q.type().with_sizes([None, num_heads * head_dim]))
             return out
 
     def op(q, k, v, win_a, pos_a, win_b, pos_b, bias_table, num_heads, side, scale):
         mode = 0 if win_b is None else 1
         if win_b is None:  # the node always has 8 inputs; B is ignored when mode = 0
             win_b, pos_b = win_a, pos_a
+        head_dim = int(round(scale ** -2))  # scale = head_dim ** -0.5; channels are static
         return SparseWindowAttention.apply(q, k, v, win_a, pos_a, win_b, pos_b, bias_table.float().contiguous(),
-                                           num_heads, side, float(scale), mode)
+                                           num_heads, head_dim, side, float(scale), mode)
     return op
 
 
@@ -113,6 +115,10 @@ def export_onnx(model, out_path: str | Path, attention: str = "plugin", opset: i
             "config": cfg.to_dict(), "num_outputs": model.num_outputs,
             "input_names": model.input_names, "output_names": model.output_names,
         }
+        if attention == "plugin":
+            # The tracer's intermediate shapes around the custom node mix symbolic and traced dims;
+            # runtimes infer them again from the inputs.
+            del proto.graph.value_info[:]
         del proto.metadata_props[:]
         onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(meta)})
         proto.producer_name = "span-deploy"

@@ -156,12 +156,30 @@ struct SwaKernel {
 template <typename T, bool kCuda>
 struct SwaOp : Ort::CustomOpBase<SwaOp<T, kCuda>, SwaKernel<T, kCuda>, true> {
     SwaOp() {
-        // q/k/v fix the output type; the output shape is q's shape (kept symbolic where it is).
+        // Output = q's shape. Rows are symbolic: copy q's symbolic dim names, since a bare -1 would
+        // be taken as a value by ORT's shape inference (and break e.g. a following Concat).
         this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* ctx) -> OrtStatusPtr {
             const OrtApi& api = Ort::GetApi();
-            OrtTensorTypeAndShapeInfo* info = nullptr;  // owned by ctx
-            if (OrtStatusPtr st = api.ShapeInferContext_GetInputTypeShape(ctx, 0, &info)) return st;
-            return api.ShapeInferContext_SetOutputTypeShape(ctx, 0, info);
+            OrtTensorTypeAndShapeInfo* in = nullptr;  // owned by ctx
+            if (OrtStatusPtr st = api.ShapeInferContext_GetInputTypeShape(ctx, 0, &in)) return st;
+            size_t rank = 0;
+            if (OrtStatusPtr st = api.GetDimensionsCount(in, &rank)) return st;
+            std::vector<int64_t> dims(rank);
+            std::vector<const char*> names(rank, "");
+            if (OrtStatusPtr st = api.GetDimensions(in, dims.data(), rank)) return st;
+            if (OrtStatusPtr st = api.GetSymbolicDimensions(in, names.data(), rank)) return st;
+            for (size_t i = 0; i < rank; ++i)
+                if (dims[i] < 0 && (names[i] == nullptr || names[i][0] == '\0')) names[i] = "swa_rows";
+            ONNXTensorElementDataType type;
+            if (OrtStatusPtr st = api.GetTensorElementType(in, &type)) return st;
+            OrtTensorTypeAndShapeInfo* out = nullptr;
+            if (OrtStatusPtr st = api.CreateTensorTypeAndShapeInfo(&out)) return st;
+            OrtStatusPtr st = api.SetTensorElementType(out, type);
+            if (!st) st = api.SetDimensions(out, dims.data(), rank);
+            if (!st) st = api.SetSymbolicDimensions(out, names.data(), rank);
+            if (!st) st = api.ShapeInferContext_SetOutputTypeShape(ctx, 0, out);
+            api.ReleaseTensorTypeAndShapeInfo(out);
+            return st;
         };
     }
 
