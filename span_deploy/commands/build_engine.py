@@ -1,0 +1,47 @@
+"""`span-deploy build-engine model.onnx -o model.engine`: a TensorRT engine with one shape profile."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("build-engine")
+@click.argument("onnx_model", type=click.Path(path_type=Path))
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
+              help="model.engine to write (plus model.engine.json with the metadata).")
+@click.option("--fp16", is_flag=True, help="fp16 engine (TensorRT >= 11 needs an fp16 export for this).")
+@click.option("--min-tokens", type=int, default=None, help="Smallest slide (patches) [default 1].")
+@click.option("--opt-tokens", type=int, default=None, help="Slide size to tune for [default 20000].")
+@click.option("--max-tokens", type=int, default=None, help="Largest slide (patches) [default 200000].")
+@click.option("--profile", "profile_file", type=click.Path(path_type=Path),
+              help="YAML/JSON: input name -> [min, opt, max] rows or shapes (instead of --*-tokens).")
+@click.option("--plugin-lib", type=click.Path(path_type=Path),
+              help="TensorRT plugin library (default: the one built by tools/build_native.sh).")
+@click.option("--timing-cache", type=click.Path(path_type=Path), help="Timing cache to read and update.")
+@click.option("--workspace-mb", type=click.IntRange(1), default=None, help="Builder workspace limit (MiB).")
+def command(onnx_model: Path, output: Path, fp16: bool, min_tokens: int | None, opt_tokens: int | None,
+            max_tokens: int | None, profile_file: Path | None, plugin_lib: Path | None,
+            timing_cache: Path | None, workspace_mb: int | None) -> None:
+    """Build a TensorRT engine from an exported model.onnx (needs TensorRT and a GPU)."""
+    from ..config import SpanConfig
+    from ..engine.build import build_engine, import_tensorrt
+    from ..engine.profiles import build_profile, onnx_input_shapes, read_profile_file, resolve_tokens
+    from ..errors import BackendError
+    from ..onnx.metadata import read_metadata
+
+    if profile_file is not None and any(v is not None for v in (min_tokens, opt_tokens, max_tokens)):
+        raise click.UsageError("give either --profile or --min/--opt/--max-tokens, not both")
+    if not onnx_model.is_file():
+        raise BackendError(f"ONNX model not found: {onnx_model}")
+    meta = read_metadata(onnx_model)
+    cfg = SpanConfig.from_dict(meta["config"])
+    if profile_file is not None:
+        overrides, tokens = read_profile_file(profile_file)
+    else:
+        overrides, tokens = {}, resolve_tokens(min_tokens, opt_tokens, max_tokens)
+    profile = build_profile(cfg, tokens, onnx_input_shapes(onnx_model), overrides)
+    import_tensorrt()  # fail early and clearly, before any work, when TensorRT is missing
+    path = build_engine(onnx_model, output, profile, fp16=fp16, plugin_lib=plugin_lib, timing_cache=timing_cache,
+                        workspace_mb=workspace_mb, log=lambda m: click.echo(m, err=True))
+    click.echo(f"wrote {path} (max {profile.max_tokens} tokens)")

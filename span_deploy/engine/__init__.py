@@ -1,0 +1,1 @@
+"""TensorRT engines: shape profiles (pure python) and the engine builder (TensorRT imported lazily)."""
