@@ -75,6 +75,10 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win_a: t
                      bias_table: torch.Tensor, num_heads: int, side: int, scale: float,
                      chunk: int | None = None) -> torch.Tensor:
     """The op contract in torch: (N, C) q/k/v -> (N, C). mode = 1 when windowing B is given."""
+    if q.dtype != torch.float32:  # fp16 export: scores and softmax statistics in fp32
+        out = window_attention(q.float(), k.float(), v.float(), win_a, pos_a, win_b, pos_b, bias_table,
+                               num_heads, side, scale, chunk)
+        return out.to(q.dtype)
     n, c = q.shape
     dh = c // num_heads
     qh, kh, vh = (t.reshape(n, num_heads, dh) for t in (q, k, v))
@@ -107,6 +111,9 @@ def relay_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_local: 
     attend to the globals and the inner locals; rows 0 and N-1 get zeros.
     Returns (locals_out (N, C), globals_out (G, C)[, global-0 weights over inner locals (N-2,)]).
     """
+    if q.dtype != torch.float32:  # fp16 export: the relay's softmax in fp32
+        res = relay_attention(q.float(), k.float(), v.float(), n_local, num_heads, scale, return_weights)
+        return tuple(r.to(q.dtype) for r in res)
     total, c = q.shape
     dh = c // num_heads
     qh, kh, vh = (t.reshape(total, num_heads, dh) for t in (q, k, v))

@@ -87,7 +87,10 @@ class SpanModel(nn.Module):
         named = dict(zip(self.input_names[1:], tables))
         cfg = self.cfg
         x = feats
-        t = self.encoder.init_tokens(x)
+        if x.dtype == torch.float32:
+            t = self.encoder.init_tokens(x)
+        else:  # fp16 export: row statistics over the whole slide in fp32
+            t = self.encoder.init_tokens(x.float()).to(x.dtype)
         stage_feats, stage_globals = [], []
         relay_w = None
         for s, block in enumerate(self.encoder.blocks):
@@ -105,6 +108,10 @@ class SpanModel(nn.Module):
 
     def forward(self, feats: torch.Tensor, *tables: torch.Tensor):
         stage_feats, stage_globals, relay_w = self.encode(feats, *tables)
+        if feats.dtype != torch.float32:  # fp16 export: the head (pooling, softmax, LayerNorm) runs in fp32
+            stage_feats = [f.float() for f in stage_feats]
+            stage_globals = [g.float() for g in stage_globals]
+            relay_w = None if relay_w is None else relay_w.float()
         if self.cfg.task == "survival":
             logits, emb, attn_w = survival_forward(self.cfg, self._modules, stage_feats, stage_globals)
         else:

@@ -76,6 +76,47 @@ def dynamic_axes(cfg: SpanConfig, input_names: list[str], output_names: list[str
     return axes
 
 
+def fp16_model(model):
+    """An fp16 copy of ``model`` for export (the caller's model is left untouched).
+
+    fp16: the encoder's weights and activations, the ``feats`` input. fp32: every LayerNorm
+    (input upcast, output cast back), the window/relay attention's scores and softmax statistics
+    (model.attention upcasts fp16 q/k/v), the global-token statistics over the slide, and the head
+    -- so every graph output is float32.
+    """
+    import copy
+
+    import torch
+    from torch import nn
+
+    target = copy.deepcopy(model).half()
+    for name, child in target.named_children():
+        if name != "encoder":
+            child.float()
+    enc = target.encoder
+    for key, buf in list(enc._buffers.items()):
+        if buf is not None and buf.is_floating_point():
+            enc._buffers[key] = buf.float()
+    for p in enc.learnable_tokens:
+        p.data = p.data.float()
+    hooks = []
+
+    def to32(mod, args):
+        mod._span_in_dtype = args[0].dtype
+        return (args[0].float(),) + tuple(args[1:])
+
+    def back(mod, args, out):
+        return out.to(mod._span_in_dtype)
+
+    for m in enc.modules():
+        if isinstance(m, nn.LayerNorm):
+            m.float()
+            hooks.append(m.register_forward_pre_hook(to32))
+            hooks.append(m.register_forward_hook(back))
+    assert all(p.dtype == torch.float32 for n, p in target.named_parameters() if not n.startswith("encoder."))
+    return target, hooks
+
+
 def export_onnx(model, out_path: str | Path, attention: str = "plugin", opset: int = DEFAULT_OPSET,
                 fp16: bool = False) -> Path:
     """Export an eval-mode SpanModel; the file is written atomically. Returns the path."""
@@ -93,7 +134,7 @@ def export_onnx(model, out_path: str | Path, attention: str = "plugin", opset: i
         args = (args[0].half(),) + args[1:]
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    saved = TransBlock.window_op
+    saved = TransBlock.__dict__["window_op"]  # the staticmethod object itself
     if attention == "plugin":
         TransBlock.window_op = staticmethod(_custom_op())
     else:
@@ -102,8 +143,12 @@ def export_onnx(model, out_path: str | Path, attention: str = "plugin", opset: i
             lambda q, k, v, wa, pa, wb, pb, b, h, s, sc: window_attention(q, k, v, wa, pa, wb, pb, b, h, s, sc, None))
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out_path.parent)
     os.close(fd)
+    hooks = []
     try:
-        target = model.half() if fp16 else model
+        if fp16:
+            target, hooks = fp16_model(model)
+        else:
+            target = model
         with torch.no_grad():
             torch.onnx.export(
                 target, args, tmp, dynamo=False, input_names=model.input_names, output_names=model.output_names,
@@ -127,8 +172,8 @@ def export_onnx(model, out_path: str | Path, attention: str = "plugin", opset: i
         os.replace(tmp, out_path)
     finally:
         TransBlock.window_op = saved
-        if fp16:
-            model.float()
+        for h in hooks:
+            h.remove()
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out_path
