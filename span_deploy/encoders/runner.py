@@ -17,7 +17,8 @@ from .export import INPUT_FORMAT
 class OnnxEncoder:
     """``encoder(tiles_uint8_nhwc) -> (B, F) float32``; ``feature_dim`` known before running."""
 
-    def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None,
+                 spin: bool = False):
         self.path = Path(path)
         if not self.path.is_file():
             raise BackendError(f"encoder ONNX not found: {self.path}. Export one with "
@@ -25,6 +26,8 @@ class OnnxEncoder:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        if not spin:   # spinning idle ORT threads steal the CPU the tile readers need
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if device == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendError("--device cuda, but this onnxruntime has no CUDA execution provider "

@@ -94,7 +94,7 @@ class SlideReader:
                         "The file is probably truncated or corrupt; re-export or re-copy it.") from e
         if c.read_size != TILE:
             img = img.resize((TILE, TILE), Image.Resampling.BILINEAR, reducing_gap=None)
-        return rgba_to_rgb(np.asarray(img))
+        return np.asarray(pil_to_rgb(img))
 
     def read_thumbnail(self, max_side: int, downsample: float | None = None) -> tuple[Image.Image, float]:
         """An RGB thumbnail and its downsample (level-0 px per thumbnail px).
@@ -118,8 +118,7 @@ class SlideReader:
                 strip = self.slide.read_region((0, int(y * lds)), lv, (lw, n))
                 t0, t1 = int(y * lds / ds), min(th, int(math.ceil((y + n) * lds / ds)))
                 if t1 > t0:
-                    arr = rgba_to_rgb(np.asarray(strip))
-                    part = Image.fromarray(arr).resize((tw, t1 - t0), Image.Resampling.BOX)
+                    part = pil_to_rgb(strip).resize((tw, t1 - t0), Image.Resampling.BOX)
                     out.paste(part, (0, t0))
                 y += n
         except openslide.OpenSlideError as e:
@@ -135,6 +134,20 @@ class SlideReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def pil_to_rgb(img: Image.Image) -> Image.Image:
+    """OpenSlide's (un-premultiplied) RGBA onto white: transparent = no data = background.
+
+    PIL ops rather than numpy: ~3x faster per tile, which matters when reading competes with
+    the encoder for the same CPU cores.
+    """
+    if img.mode != "RGBA":
+        return img.convert("RGB")
+    if img.getchannel("A").getextrema()[0] == 255:
+        return img.convert("RGB")
+    white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, img).convert("RGB")
 
 
 def rgba_to_rgb(a: np.ndarray) -> np.ndarray:
