@@ -36,6 +36,8 @@ def open_backend(name: str, model: str | Path | None = None, checkpoint: str | P
 
     ort / ort-portable without --model export the checkpoint on the fly (needs torch).
     """
+    if name not in BACKENDS and Path(name).suffix.lower() in (".onnx", ".engine", ".plan"):
+        model, name = Path(name), backend_for_model(Path(name))  # open_backend(path): pick by file
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     if device not in ("cpu", "cuda"):
@@ -59,6 +61,16 @@ def open_backend(name: str, model: str | Path | None = None, checkpoint: str | P
         model = export_cached(checkpoint, config, attention)
     from .ort import OrtBackend
     return OrtBackend(model, device=device, threads=threads, expect_attention=attention)
+
+
+def backend_for_model(path: Path) -> str:
+    """trt for an engine; ort or ort-portable for an ONNX export, by its attention variant."""
+    if path.suffix.lower() in (".engine", ".plan"):
+        return "trt"
+    if not path.is_file():
+        raise BackendError(f"model file not found: {path}")
+    from ..onnx.metadata import read_metadata
+    return "ort" if read_metadata(path)["attention"] == "plugin" else "ort-portable"
 
 
 def export_cached(checkpoint: str | Path, config: str | Path, attention: str) -> Path:

@@ -169,6 +169,7 @@ def export_onnx(model, out_path: str | Path, attention: str = "plugin", opset: i
         proto.producer_name = "span-deploy"
         onnx.save(proto, tmp)
         onnx.checker.check_model(tmp, full_check=True)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, out_path)
     finally:
         TransBlock.window_op = saved
