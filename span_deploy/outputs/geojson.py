@@ -1,6 +1,7 @@
 """Tile polygons as a QuPath-openable GeoJSON FeatureCollection (level-0 px).
 
-QuPath (0.3+) reads ``properties.objectType`` and ``properties.measurements`` ({name: value});
+QuPath (0.3+) reads ``properties.objectType`` ("detection": light, colourable by measurement)
+and ``properties.measurements`` ({name: value});
 File > Import objects, or drag the file onto the open slide.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ def tiles_feature_collection(coords: np.ndarray, step0: int, scores: np.ndarray,
         feats.append({
             "type": "Feature",
             "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "properties": {"objectType": "tile",
+            "properties": {"objectType": "detection", "name": "tile",
                            "measurements": {measurement: s if np.isfinite(s) else None}},
         })
     return {"type": "FeatureCollection", "features": feats}

@@ -19,8 +19,12 @@ BACKGROUND_RGB = (242, 242, 242)
 def write_synthetic_slide(path: str | Path, width: int, height: int,
                           tissue: tuple[int, int, int, int] | None,
                           mpp: float | None = 0.5, downsamples: tuple[int, ...] = (1, 4, 16, 64),
-                          tile: int = 256) -> Path:
-    """Write a slide; ``tissue`` = (x0, y0, x1, y1) level-0 px (None: blank slide)."""
+                          tile: int = 256, description: str | None = None) -> Path:
+    """Write a slide; ``tissue`` = (x0, y0, x1, y1) level-0 px (None: blank slide).
+
+    ``description``: level 0's ImageDescription, e.g. ``aperio_description(40)`` makes OpenSlide
+    read it as Aperio (objective power from AppMag, mpp only if given).
+    """
     import tifffile
     path = Path(path)
 
@@ -46,6 +50,14 @@ def write_synthetic_slide(path: str | Path, width: int, height: int,
             extra = {}
             if mpp is not None:   # pixels per centimetre
                 extra = dict(resolution=(1e4 / (mpp * ds), 1e4 / (mpp * ds)), resolutionunit="CENTIMETER")
+            if k == 0 and description is not None:
+                extra.update(description=description, metadata=None)
             tw.write(tiles(w, h, ds), shape=(h, w, 3), dtype=np.uint8, tile=(tile, tile),
                      compression="zlib", photometric="rgb", subfiletype=1 if k else 0, **extra)
     return path
+
+
+def aperio_description(app_mag: float, mpp: float | None = None) -> str:
+    """A minimal Aperio ImageDescription (what OpenSlide's aperio reader keys on)."""
+    return (f"Aperio Image Library v10.0.0\r\nsynthetic |AppMag = {app_mag:g}"
+            + (f"|MPP = {mpp:g}" if mpp else ""))

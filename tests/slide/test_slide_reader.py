@@ -107,6 +107,20 @@ def test_no_resolution_metadata(make_slide):
         assert r.choice.mpp_source == "override" and len(tile_slide(r)) == 4
 
 
+def test_objective_power_fallback(tmp_path):
+    # Aperio-style file with AppMag = 40 but no MPP: 10 / 40 = 0.25 µm/px -> 448-px steps
+    from span_deploy.slide.synthetic import aperio_description, write_synthetic_slide
+    p = write_synthetic_slide(tmp_path / "mag.svs", 448 * 8, 448 * 6, (448, 448, 448 * 4, 448 * 3),
+                              mpp=None, downsamples=(1, 4, 16), description=aperio_description(40))
+    with open_slide(p) as r:
+        assert r.properties()["openslide.vendor"] == "aperio"
+        assert (r.choice.mpp_source, r.choice.mpp0, r.step0) == ("objective-power", 0.25, 448)
+        assert (r.choice.level, r.choice.read_size) == (0, 448)         # no 2x level: resize
+        g = tile_slide(r)
+        assert len(g) == 3 * 2 and np.all(g.coords % 448 == 0)
+        assert np.array_equal(r.read_tile(*g.coords[0]).reshape(-1, 3)[0], [205, 120, 175])
+
+
 def test_no_tissue(make_slide):
     p = make_slide("blank.tif", 6, 6, tissue_cells=None)
     with open_slide(p) as r, pytest.raises(SlideError, match="no tissue found"):
