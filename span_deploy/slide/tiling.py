@@ -19,7 +19,7 @@ from .tissue import TissueMask, detect_tissue
 
 DEFAULT_TISSUE_THRESHOLD = 0.25   # keep a tile if >= 25% of it is tissue
 MASK_PX_PER_TILE = 8              # thumbnail resolution: ~8x8 mask px per tile
-MAX_THUMBNAIL_SIDE = 4096
+MAX_THUMBNAIL_SIDE = 2048       # caps mask memory on huge slides (then < 8 px per tile)
 
 
 @dataclass
@@ -45,8 +45,8 @@ def tissue_fractions(mask: np.ndarray, downsample: float, step0: int,
                      cols: int, rows: int) -> np.ndarray:
     """(rows, cols) fraction of tissue per grid tile, from a mask at ``downsample``."""
     h, w = mask.shape
-    integral = np.zeros((h + 1, w + 1), np.int64)
-    integral[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
+    integral = np.zeros((h + 1, w + 1), np.int32)     # counts <= 2048^2 fit in int32
+    integral[1:, 1:] = mask.astype(np.int32).cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
 
     def edges(n: int, limit: int) -> np.ndarray:
         e = np.rint(np.arange(n + 1) * step0 / downsample).astype(np.int64)

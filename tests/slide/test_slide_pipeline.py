@@ -76,6 +76,23 @@ def test_resume_and_stop_on_error(slides, tmp_path):
     assert _summary(out)["good1.tif"]["n_tiles"] == "12"
 
 
+def test_corrupt_tile_mid_slide(make_slide, tmp_path):
+    """A bad tile in level 0 (file opens fine) fails the slide from a reader thread."""
+    import tifffile
+    p = make_slide("cm.tif", 10, 8, tissue_cells=(1, 1, 9, 7))
+    with tifffile.TiffFile(p) as tf:
+        off, n = tf.pages[0].dataoffsets[5], tf.pages[0].databytecounts[5]
+    data = bytearray(p.read_bytes())
+    data[off:off + n] = bytes(n)                       # zero one deflate stream
+    p.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    recs = run_slides([p], MeanColourEncoder(), StandInBackend(6), out, batch_size=4, workers=2,
+                      skip_errors=True)
+    assert recs[0]["status"] == "failed" and "cannot decode the tile" in recs[0]["error"]
+    assert "cm.tif" in recs[0]["error"] and not (out / "cm" / "result.json").exists()
+    assert not (out / "cm" / "features.h5").exists()
+
+
 def test_feature_dim_mismatch_before_reading(slides, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(ConfigError, match="6-d features but the SPAN model expects 1024-d"):
