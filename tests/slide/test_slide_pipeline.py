@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -152,3 +153,30 @@ def test_commands_are_click_commands():
     assert res.exit_code == 0 and "--resume" in res.output and "--skip-errors" in res.output
     res = CliRunner().invoke(run.command, ["x.svs", "--model", "/nonexistent", "--output", "o"])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+DEMO = Path(__file__).resolve().parents[2] / "samples" / "demo"
+SAMPLE_SVS = Path(__file__).resolve().parents[2] / "samples" / "data" / "CMU-1-Small-Region.svs"
+
+
+def test_run_command_with_demo_model(tmp_path):
+    """CLI end to end: sample SVS -> demo encoder (512-d) -> real ONNX Runtime SPAN backend."""
+    if not (DEMO / "span.onnx").is_file() or not (DEMO / "encoder.onnx").is_file():
+        pytest.skip("samples/demo model not present")
+    from span_deploy.commands import embed, run
+    out = tmp_path / "out"
+    args = [str(SAMPLE_SVS), str(tmp_path / "missing.svs"), "--model", str(DEMO / "span.onnx"),
+            "--output", str(out), "--skip-errors", "--no-progress"]
+    res = CliRunner().invoke(run.command, args)       # encoder.onnx found next to the model
+    assert res.exit_code == 1, res.output                # one slide failed
+    assert "1 ok, 0 skipped (resume), 1 failed" in res.output
+    rec = json.loads((out / "CMU-1-Small-Region" / "result.json").read_text())
+    assert rec["n_tiles"] == 51 and rec["feature_dim"] == 512 and rec["backend"].startswith("ort")
+    assert len(rec["logits"]) == 2
+    res = CliRunner().invoke(run.command, args + ["--resume"])
+    assert "0 ok, 1 skipped (resume), 1 failed" in res.output
+    res = CliRunner().invoke(embed.command, [str(SAMPLE_SVS), "--model", str(DEMO / "span.onnx"),
+                                             "--output", str(tmp_path / "emb")])
+    assert res.exit_code == 0, res.output
+    emb = np.load(tmp_path / "emb" / "CMU-1-Small-Region.npy")
+    np.testing.assert_allclose(emb, np.load(out / "CMU-1-Small-Region" / "embedding.npy"), rtol=1e-5)
