@@ -26,6 +26,23 @@ else
     echo "build_native: nvcc not found: building the CPU kernel only"
     args+=(-DSPAN_WITH_CUDA=OFF)
 fi
+# The C++ sample (samples/cpp) links the onnxruntime wheel's shared library: ORT_LIBRARY, or found
+# through the first python (PYTHON, the active one, the repo's .venv, python3) that imports onnxruntime.
+ort_library=${ORT_LIBRARY:-}
+if [[ -z $ort_library ]]; then
+    for py in ${PYTHON:-} python "$repo/.venv/bin/python" python3; do
+        command -v "$py" >/dev/null 2>&1 || continue
+        ort_library=$("$py" -c 'import glob, os, onnxruntime as o
+print((sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonnxruntime.so.1*"))) or [""])[0])' \
+            2>/dev/null) || ort_library=
+        [[ -n $ort_library ]] && break
+    done
+fi
+if [[ -n $ort_library ]]; then
+    args+=("-DORT_LIBRARY=$ort_library")
+else
+    echo "build_native: onnxruntime (pip) not importable: skipping the C++ sample (set ORT_LIBRARY to build it)"
+fi
 [[ -n ${TENSORRT_ROOT:-} ]] && args+=("-DTENSORRT_ROOT=$TENSORRT_ROOT")
 [[ -n ${TensorRT_INCLUDE_DIR:-} ]] && args+=("-DTensorRT_INCLUDE_DIR=$TensorRT_INCLUDE_DIR")
 
