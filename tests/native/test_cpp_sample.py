@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cases import PUBLIC
+
 REPO = Path(__file__).resolve().parents[2]
-FIXTURE = Path(os.environ.get("SPAN_FIXTURES", "/work/shared/fixtures")) / "cls_tiny_alltoall"
+FIXTURE = PUBLIC / "cls_tiny_alltoall"
 BUILD = Path(os.environ.get("SPAN_BUILD_DIR", REPO / "build"))
 SPAN_INFER = BUILD / "bin" / ("span_infer.exe" if os.name == "nt" else "span_infer")
 
@@ -46,7 +48,7 @@ def span_infer() -> Path:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> tuple[Path, Path]:
     if not FIXTURE.is_dir():
-        pytest.skip(f"fixture {FIXTURE} not available")
+        _missing(f"fixture {FIXTURE} not available")
     pytest.importorskip("torch")
     from span_deploy.model import load_model
     from span_deploy.onnx.export import export_onnx
