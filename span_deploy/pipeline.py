@@ -14,7 +14,7 @@ import os
 import time
 import traceback
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -181,8 +181,7 @@ def run_slides(paths: Iterable[str | os.PathLike], encoder: Encoder, backend: Ba
     """
     paths = [Path(p) for p in paths]
     output_dir = Path(output_dir)
-    opts = options or SlideOptions()
-    opts = SlideOptions(**{**opts.__dict__, "batch_size": batch_size, "workers": workers})
+    opts = replace(options or SlideOptions(), batch_size=batch_size, workers=workers)
     check_feature_dims(encoder, backend)
     dirs = slide_dirs(paths, output_dir)
     records: list[dict[str, Any]] = []

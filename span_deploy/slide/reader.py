@@ -150,17 +150,6 @@ def pil_to_rgb(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(white, img).convert("RGB")
 
 
-def rgba_to_rgb(a: np.ndarray) -> np.ndarray:
-    """Composite OpenSlide's (un-premultiplied) RGBA onto white: transparent = no data = background."""
-    if a.shape[-1] == 3:
-        return np.ascontiguousarray(a)
-    alpha = a[..., 3]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(a[..., :3])
-    al = alpha[..., None].astype(np.float32) / 255.0
-    return (a[..., :3] * al + 255.0 * (1.0 - al) + 0.5).astype(np.uint8)
-
-
 def _open(path: Path) -> openslide.OpenSlide:
     if not path.exists():
         raise _fail(path, "slide not found", "Check the path (quote names with spaces or parentheses).")
