@@ -25,6 +25,7 @@ from ..errors import SlideError
 TILE = 224
 DEFAULT_TARGET_MPP = 0.5          # "20x"
 DEFAULT_MPP_TOLERANCE = 0.05      # read a level as-is if its mpp is within 5% of the target
+MPP_PLAUSIBLE = (0.05, 10.0)      # µm/px; outside this the metadata is wrong (e.g. dpi as mpp)
 
 
 def _fail(path: Path | str, what: str, todo: str) -> SlideError:
@@ -64,6 +65,11 @@ class SlideReader:
         self.path = Path(path)
         self.slide = _open(self.path)
         mpp0, source = _level0_mpp(self.slide, self.path, mpp)
+        if source != "override" and not MPP_PLAUSIBLE[0] <= mpp0 <= MPP_PLAUSIBLE[1]:
+            self.slide.close()
+            raise _fail(self.path, f"implausible resolution in the slide metadata ({mpp0:g} µm/px "
+                        f"from {source}; scanners give {MPP_PLAUSIBLE[0]}-{MPP_PLAUSIBLE[1]})",
+                        "Pass the real level-0 microns per pixel with --mpp.")
         self.choice = choose_level(tuple(self.slide.level_downsamples), mpp0, target_mpp,
                                    tolerance, source)
         self.target_mpp = target_mpp

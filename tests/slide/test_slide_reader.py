@@ -121,6 +121,14 @@ def test_objective_power_fallback(tmp_path):
         assert np.array_equal(r.read_tile(*g.coords[0]).reshape(-1, 3)[0], [205, 120, 175])
 
 
+def test_implausible_mpp(make_slide):
+    p = make_slide("bogus.tif", 4, 4, tissue_cells=(1, 1, 3, 3), mpp=352.9)
+    with pytest.raises(SlideError, match="implausible resolution.*--mpp"):
+        open_slide(p)
+    with open_slide(p, mpp=0.5) as r:
+        assert r.step0 == 224
+
+
 def test_no_tissue(make_slide):
     p = make_slide("blank.tif", 6, 6, tissue_cells=None)
     with open_slide(p) as r, pytest.raises(SlideError, match="no tissue found"):
