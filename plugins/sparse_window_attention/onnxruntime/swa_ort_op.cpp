@@ -10,6 +10,8 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <atomic>
+#include <string>
 #include <vector>
 
 #include "swa_kernels.h"
@@ -168,8 +170,15 @@ struct SwaOp : Ort::CustomOpBase<SwaOp<T, kCuda>, SwaKernel<T, kCuda>, true> {
             std::vector<const char*> names(rank, "");
             if (OrtStatusPtr st = api.GetDimensions(in, dims.data(), rank)) return st;
             if (OrtStatusPtr st = api.GetSymbolicDimensions(in, names.data(), rank)) return st;
+            // An unnamed dynamic dim gets a name of its own: one shared name would tell ORT that the
+            // row counts of different stages are equal, and its buffer planner would act on that.
+            static std::atomic<unsigned> counter{0};
+            std::vector<std::string> fresh(rank);
             for (size_t i = 0; i < rank; ++i)
-                if (dims[i] < 0 && (names[i] == nullptr || names[i][0] == '\0')) names[i] = "swa_rows";
+                if (dims[i] < 0 && (names[i] == nullptr || names[i][0] == '\0')) {
+                    fresh[i] = "swa_rows_" + std::to_string(counter++);
+                    names[i] = fresh[i].c_str();
+                }
             ONNXTensorElementDataType type;
             if (OrtStatusPtr st = api.GetTensorElementType(in, &type)) return st;
             OrtTensorTypeAndShapeInfo* out = nullptr;
