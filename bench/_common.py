@@ -1,12 +1,15 @@
 """Shared helpers for the slide benches (not tests): synthetic slides, small encoders, stand-in SPAN."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from span_deploy.backends.base import SpanResult
-from span_deploy.slide.synthetic import write_synthetic_slide
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the generated-TIFF writer of the tests
+from tests.support.tiff_slides import write_synthetic_slide  # noqa: E402
 
 
 def square_slide(path: Path, n_tiles: int, margin: int = 2) -> tuple[Path, int]:
@@ -24,7 +27,7 @@ def export_small_cnn(out: Path) -> Path:
     import torch
     from torch import nn
 
-    from span_deploy.encoders.export import export_module
+    from span_export.encoders.export import export_module
     torch.manual_seed(0)
     m = nn.Sequential(nn.Conv2d(3, 16, 7, stride=4, padding=3), nn.ReLU(),
                       nn.Conv2d(16, 64, 3, stride=2, padding=1), nn.ReLU(),
@@ -35,8 +38,8 @@ def export_small_cnn(out: Path) -> Path:
 def export_r50(out: Path) -> Path:
     import torch
 
-    from span_deploy.encoders.export import export_module
-    from span_deploy.encoders.resnet50_trunc import ResNet50Trunc
+    from span_export.encoders.export import export_module
+    from span_export.encoders.resnet50_trunc import ResNet50Trunc
     torch.manual_seed(0)
     return export_module(ResNet50Trunc().eval(), out, "resnet50_trunc")
 

@@ -44,7 +44,7 @@ def child(name: str, ckpt: str, cfg: str, tokens: int, threads: int, runs: int, 
     import numpy as np
 
     from span_deploy.backends import open_backend
-    from span_deploy.synthetic import tissue_slide
+    from span_deploy.bench.tissue_tokens import tissue_slide
 
     coords, feats = tissue_slide(tokens, seed=0, feat_dim=1024)
     rss_slide = _rss()
@@ -113,13 +113,13 @@ def main() -> None:
 
     import numpy as np
 
-    from span_deploy.backends import export_cached
+    from span_deploy.backends.torch import export_cached
     from span_deploy.bench.gemm import measure_gemm
-    from span_deploy.checkpoint import read_state_dict
+    from span_export.checkpoint import read_state_dict
     from span_deploy.config import load_config
     from span_deploy.flops import flops_breakdown
     from span_deploy.rulebook import build_rulebook
-    from span_deploy.synthetic import tissue_slide
+    from span_deploy.bench.tissue_tokens import tissue_slide
 
     cfg = load_config(a.config)
     for name in a.backends:          # export outside the timed children (they then need no torch)

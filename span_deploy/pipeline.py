@@ -27,6 +27,7 @@ from .outputs.atomic import atomic_path
 from .outputs.geojson import write_tiles_geojson
 from .outputs.h5 import write_features_h5
 from .outputs.heatmap import write_heatmap_png
+from .outputs.prediction import prediction_dict
 from .outputs.results import read_slide_json, write_slide_json, write_summary_csv
 from .slide import TILE, SlideReader, TileGrid, prefetch_batches, tile_slide
 from .slide.reader import DEFAULT_TARGET_MPP
@@ -36,6 +37,7 @@ HEATMAP_SIDE = 1024                 # heatmap thumbnail: longest side, px
 
 
 class Encoder(Protocol):
+    name: str
     feature_dim: int
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray: ...
@@ -55,22 +57,12 @@ class SlideOptions:
 
 
 # --- checks -------------------------------------------------------------------------------
-def backend_feature_dim(backend: Any) -> int | None:
-    """F the SPAN model expects, if the backend exposes it (feat_dim / feature_dim / config)."""
-    for obj in (backend, getattr(backend, "config", None), getattr(backend, "cfg", None)):
-        for name in ("feat_dim", "feature_dim"):
-            v = getattr(obj, name, None) if obj is not None else None
-            if isinstance(v, (int, np.integer)):
-                return int(v)
-    return None
-
-
 def check_feature_dims(encoder: Encoder, backend: Backend) -> None:
     """Fail before reading any slide if encoder output and model input disagree."""
-    fe, fm = int(encoder.feature_dim), backend_feature_dim(backend)
-    if fm is not None and fe != fm:
+    fe, fm = int(encoder.feature_dim), int(backend.feat_dim)
+    if fe != fm:
         raise ConfigError(f"the encoder gives {fe}-d features but the SPAN model expects {fm}-d "
-                          f"(encoder {getattr(encoder, 'name', type(encoder).__name__)}). Use the "
+                          f"(encoder {encoder.name}). Use the "
                           "encoder the model was trained with (e.g. R50 -> 1024, CONCH -> 512).")
 
 
@@ -93,11 +85,8 @@ def extract_features(reader: SlideReader, coords: np.ndarray, encoder: Encoder,
     return out
 
 
-def _prediction(result: SpanResult) -> Any:
-    try:
-        return result.summary()
-    except ModuleNotFoundError:          # prediction formatter not installed: raw logits
-        return {"logits": np.asarray(result.logits).tolist()}
+def _prediction(result: SpanResult) -> dict[str, Any]:
+    return prediction_dict(result)
 
 
 def _check_result(result: SpanResult, n: int, path: Path) -> None:
@@ -125,7 +114,7 @@ def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
                 "level0_width": reader.dimensions[0], "level0_height": reader.dimensions[1],
                 "tissue_mode": grid.mask.mode, "tissue_threshold": opts.tissue_threshold}
     write_features_h5(slide_dir / "features.h5", feats, grid.coords, grid.cords,
-                      {**geometry, "slide": str(path), "encoder": getattr(encoder, "name", "")})
+                      {**geometry, "slide": str(path), "encoder": encoder.name})
     t2b = time.perf_counter()
     result = backend.run(grid.cords, feats)
     t3 = time.perf_counter()
@@ -135,8 +124,8 @@ def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
         np.save(tmp, np.asarray(result.slide_embedding, np.float32))
     record = {
         "slide": str(path), "status": "ok", "n_tiles": len(grid), "feature_dim": feats.shape[1],
-        "encoder": getattr(encoder, "name", type(encoder).__name__),
-        "backend": getattr(backend, "name", type(backend).__name__), "task": result.task,
+        "encoder": encoder.name,
+        "backend": backend.name, "task": result.task,
         "prediction": _prediction(result), "logits": np.asarray(result.logits).tolist(),
         "geometry": geometry,
         "timings": {"tiling": t1 - t0, "features": t2 - t1, "span": t3 - t2b,

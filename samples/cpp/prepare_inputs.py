@@ -22,7 +22,7 @@ def prepare(features: str | Path, model: str | Path, out_dir: str | Path) -> lis
     """Write NAME.bin + manifest.txt into out_dir; returns the input names in graph order."""
     from span_deploy.config import SpanConfig
     from span_deploy.features import read_features
-    from span_deploy.onnx.metadata import read_metadata
+    from span_deploy.metadata import read_metadata
     from span_deploy.rulebook import build_rulebook
 
     meta = read_metadata(model)

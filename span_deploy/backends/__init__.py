@@ -1,27 +1,35 @@
-"""Backends: torch (reference), ort (custom op), ort-portable, trt -- one ``run`` interface."""
+"""Backends: torch (reference), ort (custom op), ort-portable, trt -- one ``Backend`` protocol.
+
+One package per backend owns its loading and running: ``onnxruntime/``, ``tensorrt/`` and
+``torch/`` (the adapter to the export side).
+"""
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
 from ..errors import BackendError
+from ..metadata import read_metadata
 from .base import Backend, SpanResult
 
 BACKENDS = ("torch", "ort", "ort-portable", "trt")
-__all__ = ["BACKENDS", "Backend", "SpanResult", "available_backends", "open_backend"]
+MODEL_SUFFIXES = (".onnx", ".engine", ".plan")
+__all__ = ["BACKENDS", "Backend", "SpanResult", "available_backends", "backend_for_model", "open_backend"]
 
 
 def available_backends() -> list[str]:
     """Backends that can run on this machine now."""
+    from .torch import export_side_available
+
     out = []
-    if importlib.util.find_spec("torch") is not None:
+    if export_side_available():
         out.append("torch")
     if importlib.util.find_spec("onnxruntime") is not None:
         try:
             from ..native import ort_ops_library
             ort_ops_library()
             out.append("ort")
-        except Exception:  # noqa: BLE001 - library not built
+        except BackendError:  # library not built
             pass
         out.append("ort-portable")
     if importlib.util.find_spec("tensorrt") is not None:
@@ -29,15 +37,21 @@ def available_backends() -> list[str]:
     return out
 
 
-def open_backend(name: str, model: str | Path | None = None, checkpoint: str | Path | None = None,
+def open_backend(name: str | None = None, model: str | Path | None = None, checkpoint: str | Path | None = None,
                  config: str | Path | None = None, device: str = "cpu", threads: int | None = None,
                  plugin_lib: str | Path | None = None) -> Backend:
     """Open a backend from a deployed model (ONNX / engine) or from checkpoint + config.
 
-    ort / ort-portable without --model export the checkpoint on the fly (needs torch).
+    ``name`` None picks it from ``model`` (trt for an engine, ort / ort-portable by the export's
+    attention variant). ort / ort-portable without a model export the checkpoint on the fly
+    (needs the export side).
     """
-    if name not in BACKENDS and Path(name).suffix.lower() in (".onnx", ".engine", ".plan"):
-        model, name = Path(name), backend_for_model(Path(name))  # open_backend(path): pick by file
+    if name is not None and name not in BACKENDS and Path(name).suffix.lower() in MODEL_SUFFIXES:
+        model, name = Path(name), None  # open_backend(path): pick by file
+    if name is None:
+        if model is None:
+            raise BackendError("give a --model (ONNX or engine), or --checkpoint and --config with --backend torch")
+        name = backend_for_model(Path(model))
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     if device not in ("cpu", "cuda"):
@@ -45,21 +59,20 @@ def open_backend(name: str, model: str | Path | None = None, checkpoint: str | P
     if name == "torch":
         if checkpoint is None or config is None:
             raise BackendError("the torch backend needs --checkpoint and --config")
-        if importlib.util.find_spec("torch") is None:
-            raise BackendError("the torch backend needs PyTorch: pip install 'span-deploy[export]'")
-        from .torch_backend import TorchBackend
-        return TorchBackend(checkpoint, config, device=device, threads=threads)
+        from .torch import open_torch_backend
+        return open_torch_backend(checkpoint, config, device=device, threads=threads)
     if name == "trt":
         if model is None:
             raise BackendError("the trt backend needs --model model.engine (see `span-deploy build-engine`)")
-        from .trt import TrtBackend
+        from .tensorrt.runner import TrtBackend
         return TrtBackend(model, plugin_lib=plugin_lib)
     attention = "plugin" if name == "ort" else "portable"
     if model is None:
         if checkpoint is None or config is None:
             raise BackendError(f"the {name} backend needs --model model.onnx, or --checkpoint and --config")
+        from .torch import export_cached
         model = export_cached(checkpoint, config, attention)
-    from .ort import OrtBackend
+    from .onnxruntime import OrtBackend
     return OrtBackend(model, device=device, threads=threads, expect_attention=attention)
 
 
@@ -69,26 +82,4 @@ def backend_for_model(path: Path) -> str:
         return "trt"
     if not path.is_file():
         raise BackendError(f"model file not found: {path}")
-    from ..onnx.metadata import read_metadata
     return "ort" if read_metadata(path)["attention"] == "plugin" else "ort-portable"
-
-
-def export_cached(checkpoint: str | Path, config: str | Path, attention: str) -> Path:
-    """Export once per (checkpoint, config, attention) content into a cache folder."""
-    import hashlib
-    import os
-
-    h = hashlib.sha256()
-    for p in (checkpoint, config):
-        h.update(Path(p).read_bytes())
-    h.update(attention.encode())
-    cache = Path(os.environ.get("SPAN_DEPLOY_CACHE", Path.home() / ".cache" / "span-deploy"))
-    out = cache / f"span-{h.hexdigest()[:16]}-{attention}.onnx"
-    if not out.exists():
-        if importlib.util.find_spec("torch") is None:
-            raise BackendError("exporting a checkpoint needs PyTorch: pip install 'span-deploy[export]', "
-                               "or pass an exported --model")
-        from ..model import load_model
-        from ..onnx.export import export_onnx
-        export_onnx(load_model(checkpoint, config), out, attention=attention)
-    return out

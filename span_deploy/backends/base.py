@@ -1,10 +1,12 @@
-"""One interface over several engines: torch, ort, ort-portable, trt."""
+"""What every backend is and gives back: the Backend protocol and SpanResult (plain data)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from ..config import SpanConfig
 
 
 @dataclass
@@ -21,17 +23,23 @@ class SpanResult:
     patch_scores: np.ndarray            # (N,) heatmap score per input patch
     stage_sizes: list[int]              # local rows per stage, pads included
     task: str = "classification"
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: rulebook, inference, ...
-
-    def summary(self) -> dict:
-        """The JSON-ready prediction (probabilities or survival outputs derived from logits)."""
-        from ..outputs.prediction import prediction_dict
-        return prediction_dict(self)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: rulebook, compute, total, ...
 
 
+@runtime_checkable
 class Backend(Protocol):
-    name: str
+    """One engine behind one call. ``open_backend`` returns these; the pipeline, predict, bench
+    and validate use nothing else."""
+
+    name: str                 # torch | ort | ort-portable | trt
+    cfg: SpanConfig           # the model's config (from the checkpoint, or the export's metadata)
+    max_tokens: int | None    # the largest slide (patches) it accepts; None: no fixed limit
+
+    @property
+    def feat_dim(self) -> int:
+        """F, the patch-feature width the model takes."""
+        ...
 
     def run(self, coords: np.ndarray, feats: np.ndarray) -> SpanResult:
-        """coords: (N, 2) raw pixel coordinates on the 224-px grid; feats: (N, F) float32."""
+        """coords: (N, 2) raw level-0 pixel coordinates on the 224-px grid; feats: (N, F) float32."""
         ...

@@ -5,7 +5,7 @@ machine, same threads, same moment (clocks, co-tenants), it says how much headro
 
 CPU: numpy's BLAS (OpenBLAS or MKL) with its thread count set through the library's own C API
 for the duration of the measurement (no threadpoolctl dependency); ``threads_applied`` says
-whether that worked. CUDA: torch.matmul with TF32 off unless asked (TF32 is not fp32).
+whether that worked. CUDA: one MatMul on ONNX Runtime's CUDA EP with TF32 off (TF32 is not fp32).
 """
 from __future__ import annotations
 
@@ -88,23 +88,27 @@ def _cpu(size: int, threads: int | None, min_time: float, max_repeats: int) -> G
 
 
 def _cuda(size: int, min_time: float, max_repeats: int, threads: int | None) -> GemmResult:
-    try:
-        import torch
-    except ImportError as exc:
-        raise RuntimeError("device=cuda gemm measurement needs torch") from exc
-    if not torch.cuda.is_available():
-        raise RuntimeError("device=cuda but torch sees no CUDA device")
-    prev = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False     # measure real fp32 (backends state theirs)
-    try:
-        a = torch.randn(size, size, device="cuda")
-        b = torch.randn(size, size, device="cuda")
-        c = torch.empty(size, size, device="cuda")
-        times = _time_loop(lambda: torch.matmul(a, b, out=c), torch.cuda.synchronize,
-                           min_time, max_repeats)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = prev
-    return _result("cuda", f"torch {torch.__version__} / cuBLAS", size, threads, False, times)
+    """One fp32 MatMul through ONNX Runtime's CUDA EP (cuBLAS), operands bound on the device,
+    TF32 off (``use_tf32=0``): the same library path the ort backend takes, and no torch."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise RuntimeError("device=cuda gemm measurement needs onnxruntime-gpu (CUDA execution provider)")
+    x = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [size, size]) for n in "abc"]
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm", x[:2], x[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    sess = ort.InferenceSession(model.SerializeToString(),
+                                providers=[("CUDAExecutionProvider", {"use_tf32": "0"})])
+    rng = np.random.default_rng(0)
+    binding = sess.io_binding()
+    for name in "ab":
+        host = rng.standard_normal((size, size), dtype=np.float32)
+        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(host, "cuda", 0))
+    binding.bind_ortvalue_output("c", ort.OrtValue.ortvalue_from_shape_and_type((size, size), np.float32, "cuda", 0))
+    times = _time_loop(lambda: sess.run_with_iobinding(binding), binding.synchronize_outputs,
+                       min_time, max_repeats)
+    return _result("cuda", f"onnxruntime {ort.__version__} CUDA EP / cuBLAS", size, threads, False, times)
 
 
 # --------------------------------------------------------------------------- BLAS threads

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError
-from ..synthetic import describe_geometry, describe_stages, tissue_slide
+from .tissue_tokens import describe_geometry, describe_stages, tissue_slide
 from .memory import DeviceMemoryHooks, PeakMemory
 from .stats import UNSTABLE_COV, Summary, summarize, throughput
 

@@ -25,10 +25,11 @@ def command(onnx_model: Path, output: Path, fp16: bool, min_tokens: int | None, 
             timing_cache: Path | None, workspace_mb: int | None) -> None:
     """Build a TensorRT engine from an exported model.onnx (needs TensorRT and a GPU)."""
     from ..config import SpanConfig
-    from ..engine.build import build_engine, import_tensorrt
-    from ..engine.profiles import build_profile, onnx_input_shapes, read_profile_file, resolve_tokens
+    from ..backends.tensorrt.build import build_engine
+    from ..backends.tensorrt.plugin import import_tensorrt
+    from ..backends.tensorrt.profiles import build_profile, onnx_input_shapes, read_profile_file, resolve_tokens
     from ..errors import BackendError
-    from ..onnx.metadata import read_metadata
+    from ..metadata import read_metadata
 
     if profile_file is not None and any(v is not None for v in (min_tokens, opt_tokens, max_tokens)):
         raise click.UsageError("give either --profile or --min/--opt/--max-tokens, not both")

@@ -1,4 +1,4 @@
-"""`span-deploy export`: checkpoint + config -> ONNX (plugin or portable attention)."""
+"""`span-deploy export`: checkpoint + config -> ONNX (plugin or portable attention), via the export side."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,11 +16,7 @@ import click
 @click.option("--fp16", is_flag=True, help="fp16 weights and activations (LayerNorm and softmax stay fp32).")
 def command(checkpoint: Path, config_path: Path, output: Path, attention: str, opset: int, fp16: bool) -> None:
     """Export a SPAN checkpoint to ONNX; rulebook tables become graph inputs."""
-    try:
-        from ..model import load_model
-        from ..onnx.export import export_onnx
-    except ImportError as e:
-        raise click.ClickException(f"export needs PyTorch: pip install 'span-deploy[export]' ({e})") from None
-    model = load_model(checkpoint, config_path)
-    path = export_onnx(model, output, attention=attention, opset=opset, fp16=fp16)
+    from ..backends.torch import export_checkpoint
+
+    path = export_checkpoint(checkpoint, config_path, output, attention=attention, opset=opset, fp16=fp16)
     click.echo(f"wrote {path} ({attention} attention, opset {opset}{', fp16' if fp16 else ''})")

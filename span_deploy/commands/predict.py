@@ -12,24 +12,29 @@ import click
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="Official SPAN checkpoint (.pt / .safetensors).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Official composed config YAML.")
 @click.option("--model", type=click.Path(path_type=Path), help="An exported model.onnx / model.engine instead.")
-@click.option("--backend", default="torch", show_default=True,
-              type=click.Choice(["torch", "ort", "ort-portable", "trt"]))
+@click.option("--backend", default=None, type=click.Choice(["torch", "ort", "ort-portable", "trt"]),
+              help="Default: from --model (engine -> trt, ONNX -> ort / ort-portable by its attention), "
+                   "else torch.")
 @click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda"]), show_default=True)
 @click.option("--threads", type=int, default=None, help="Intra-op threads (default: the runtime's).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the JSON here (default: stdout).")
 @click.option("--plugin-lib", type=click.Path(path_type=Path), help="TensorRT plugin library (trt backend).")
-def command(features: Path, checkpoint: Path | None, config_path: Path | None, model: Path | None, backend: str,
+def command(features: Path, checkpoint: Path | None, config_path: Path | None, model: Path | None,
+            backend: str | None,
             device: str, threads: int | None, output: Path | None, plugin_lib: Path | None) -> None:
     """Predict one slide from its feature file (official feats/cords or TRIDENT features/coords h5)."""
     from ..backends import open_backend
     from ..features import read_features
     from ..outputs.atomic import atomic_write_bytes
+    from ..outputs.prediction import prediction_dict
 
+    if backend is None and model is None:
+        backend = "torch"
     be = open_backend(backend, model=model, checkpoint=checkpoint, config=config_path, device=device,
                       threads=threads, plugin_lib=plugin_lib)
-    sf = read_features(features, feat_dim=getattr(be, "feat_dim", None))
+    sf = read_features(features, feat_dim=be.feat_dim)
     result = be.run(sf.coords, sf.feats)
-    doc = {"slide": str(features), "backend": be.name, **result.summary()}
+    doc = {"slide": str(features), "backend": be.name, **prediction_dict(result)}
     text = json.dumps(doc, indent=1)
     if output is None:
         click.echo(text)

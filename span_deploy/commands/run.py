@@ -30,7 +30,7 @@ def resolve_encoder(encoder: str | None, model: str) -> Path:
     if guess.is_file():
         return guess
     raise ConfigError(f"no --encoder given and no encoder.onnx next to {model}. Export the patch "
-                      "encoder the model was trained with: python -m span_deploy.encoders.export "
+                      "encoder the model was trained with: python -m span_export.encoders.export "
                       "--arch resnet50_trunc --weights W --out encoder.onnx")
 
 

@@ -38,10 +38,8 @@ def compare(ref, other, atol: float, rtol: float = 0.0) -> list[dict]:
 
 
 def _model_backend(path: Path) -> str:
-    if path.suffix in (".engine", ".plan", ".trt"):
-        return "trt"
-    from ..onnx.metadata import read_metadata
-    return "ort" if read_metadata(path)["attention"] == "plugin" else "ort-portable"
+    from ..backends import backend_for_model
+    return backend_for_model(path)
 
 
 @click.command("validate")
@@ -96,7 +94,7 @@ def command(features: Path, checkpoint: Path, config_path: Path, models: tuple[P
 
     console = Console()
     ref_be = open_backend("torch", checkpoint=checkpoint, config=config_path)
-    sf = read_features(features, feat_dim=getattr(ref_be, "feat_dim", None))
+    sf = read_features(features, feat_dim=ref_be.feat_dim)
     ref = ref_be.run(sf.coords, sf.feats)
     table = Table(title=f"{features.name}: {len(sf.coords)} patches, vs torch (atol {atol:g}, rtol {rtol:g})")
     for col in ("backend", "output", "shape", "max abs", "max rel", "status"):

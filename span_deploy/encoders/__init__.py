@@ -1,4 +1,4 @@
-"""Patch encoders: torch definitions + ONNX export (export side), ONNX Runtime runner (runtime).
+"""Patch encoders on the runtime side: the ONNX Runtime runner of an exported encoder.
 
-Importing this package does not import torch; ``resnet50_trunc`` and ``vit`` do.
+Encoder definitions and their export (torch) live in the export package: span_export.encoders.
 """

@@ -1,6 +1,6 @@
 """Batched encoder inference in ONNX Runtime (CPU or CUDA EP). Never imports torch.
 
-Feeds the exported contract: uint8 NHWC (B, 224, 224, 3) -> float32 (B, F); see export.py.
+Feeds the exported contract: uint8 NHWC (B, 224, 224, 3) -> float32 (B, F); see contract.py.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import BackendError
-from .export import INPUT_FORMAT
+from .contract import INPUT_FORMAT, METADATA_ARCH
 
 
 class OnnxEncoder:
@@ -22,7 +22,7 @@ class OnnxEncoder:
         self.path = Path(path)
         if not self.path.is_file():
             raise BackendError(f"encoder ONNX not found: {self.path}. Export one with "
-                               "`python -m span_deploy.encoders.export --arch ... --weights ... --out ...`.")
+                               "`python -m span_export.encoders.export --arch ... --weights ... --out ...`.")
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -47,12 +47,12 @@ class OnnxEncoder:
         fmt = meta.get("input_format", INPUT_FORMAT if inp.type == "tensor(uint8)" else "")
         if fmt != INPUT_FORMAT:
             raise BackendError(f"encoder {self.path} expects {fmt or inp.type + str(inp.shape)}, not "
-                               f"{INPUT_FORMAT}; export it with span_deploy.encoders.export.")
+                               f"{INPUT_FORMAT}; export it with `python -m span_export.encoders.export`.")
         dim = meta.get("feature_dim") or out.shape[-1]
         if not str(dim).isdigit():
             raise BackendError(f"encoder {self.path}: unknown feature dim; re-export it.")
         self.feature_dim = int(dim)
-        self.name = meta.get("span_deploy.encoder", self.path.stem)
+        self.name = meta.get(METADATA_ARCH, self.path.stem)
         self._in, self._out = inp.name, out.name
         self.device = device
 

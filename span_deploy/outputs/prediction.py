@@ -1,12 +1,9 @@
 """The JSON prediction of one slide: logits plus task outputs computed as the official evaluation does."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from ..backends.base import SpanResult
+from ..backends.base import SpanResult
 
 
 def survival_outputs(logits: np.ndarray) -> dict[str, object]:
@@ -23,7 +20,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def prediction_dict(r: "SpanResult") -> dict[str, object]:
+def prediction_dict(r: SpanResult) -> dict[str, object]:
     out: dict[str, object] = {"task": r.task, "logits": [float(x) for x in r.logits]}
     if r.task == "survival":
         out.update(survival_outputs(r.logits))

@@ -1,11 +1,14 @@
 """Host rulebook: all coordinate-dependent index work, numpy only (no torch).
 
 ``build_rulebook(raw_coords, config)`` returns a :class:`Rulebook`; ``Rulebook.engine_inputs``
-gives the named tables that ONNX Runtime and TensorRT engines take as inputs (TABLES.md).
+gives the named tables that ONNX Runtime and TensorRT engines take as inputs. ``io`` is the
+tensor contract (every engine input and output), TABLES.md its documentation.
 """
-from .build import RULEBOOK_VERSION, Rulebook, StageRulebook, build_rulebook, input_names
+from .build import RULEBOOK_VERSION, Rulebook, StageRulebook, build_rulebook
 from .coords import normalise, sort_order
+from .io import TensorSpec, engine_inputs, engine_outputs, input_names, output_names
 from .windows import StageWindows, Windowing
 
-__all__ = ["RULEBOOK_VERSION", "Rulebook", "StageRulebook", "StageWindows", "Windowing",
-           "build_rulebook", "input_names", "normalise", "sort_order"]
+__all__ = ["RULEBOOK_VERSION", "Rulebook", "StageRulebook", "StageWindows", "TensorSpec", "Windowing",
+           "build_rulebook", "engine_inputs", "engine_outputs", "input_names", "normalise",
+           "output_names", "sort_order"]

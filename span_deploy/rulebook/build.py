@@ -9,6 +9,7 @@ from ..config import SpanConfig
 from ..errors import RulebookError
 from .conv import downsample, merge2x2
 from .coords import Padding, check_unique, normalise, pad, sort_order
+from .io import engine_inputs
 from .windows import StageWindows, stage_windows
 
 RULEBOOK_VERSION = 1
@@ -60,37 +61,27 @@ class Rulebook:
         return np.ascontiguousarray(np.concatenate(parts, axis=0))
 
     def engine_inputs(self, cfg: SpanConfig, feats: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """The named engine inputs of TABLES.md (feats included when given, in input order)."""
+        """The named engine inputs of the tensor contract (io.engine_inputs), feats included when
+        given (in input order)."""
         out: dict[str, np.ndarray] = {}
-        if feats is not None:
-            out["feats"] = self.pad_features(np.asarray(feats, np.float32))
-        shifted = cfg.trans_type in ("long", "swin")
-        for s, st in enumerate(self.stages):
-            out[f"s{s}_win_u"] = st.windows.unshifted.win
-            out[f"s{s}_pos_u"] = st.windows.unshifted.pos
-            if shifted:
-                out[f"s{s}_win_s"] = st.windows.shifted.win
-                out[f"s{s}_pos_s"] = st.windows.shifted.pos
-            if s > 0:
-                out[f"s{s}_gather"] = st.gather
-            if cfg.pos_emb == "rope":
-                out[f"s{s}_coords"] = st.coords.astype(np.float32)
+        for spec in engine_inputs(cfg):
+            if spec.kind == "feats":
+                if feats is not None:
+                    out[spec.name] = self.pad_features(np.asarray(feats, np.float32))
+                continue
+            st = self.stages[spec.stage]
+            w = st.windows.unshifted if spec.kind.endswith("_u") else st.windows.shifted
+            if spec.kind in ("win_u", "win_s"):
+                out[spec.name] = w.win
+            elif spec.kind in ("pos_u", "pos_s"):
+                out[spec.name] = w.pos
+            elif spec.kind == "gather":
+                out[spec.name] = st.gather
+            elif spec.kind == "coords":
+                out[spec.name] = st.coords.astype(np.float32)
+            else:  # pragma: no cover - io.py and this function change together
+                raise RulebookError(f"no rulebook table for engine input {spec.name} ({spec.kind})")
         return out
-
-
-def input_names(cfg: SpanConfig) -> list[str]:
-    """Engine input names, in graph order."""
-    names = ["feats"]
-    shifted = cfg.trans_type in ("long", "swin")
-    for s in range(cfg.num_stages):
-        names += [f"s{s}_win_u", f"s{s}_pos_u"]
-        if shifted:
-            names += [f"s{s}_win_s", f"s{s}_pos_s"]
-        if s > 0:
-            names.append(f"s{s}_gather")
-        if cfg.pos_emb == "rope":
-            names.append(f"s{s}_coords")
-    return names
 
 
 def build_rulebook(raw_coords: np.ndarray, cfg: SpanConfig) -> Rulebook:

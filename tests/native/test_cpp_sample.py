@@ -50,8 +50,8 @@ def prepared(tmp_path_factory) -> tuple[Path, Path]:
     if not FIXTURE.is_dir():
         _missing(f"fixture {FIXTURE} not available")
     pytest.importorskip("torch")
-    from span_deploy.model import load_model
-    from span_deploy.onnx.export import export_onnx
+    from span_export.model import load_model
+    from span_export.onnx_export import export_onnx
 
     d = tmp_path_factory.mktemp("cpp_sample")
     model = export_onnx(load_model(FIXTURE / "checkpoint.pt", FIXTURE / "config.yaml"), d / "model.onnx",
@@ -68,7 +68,7 @@ def _run(exe, *args):
 
 
 def test_manifest_matches_model_inputs(prepared):
-    from span_deploy.onnx.metadata import read_metadata
+    from span_deploy.metadata import read_metadata
 
     model, inputs = prepared
     lines = (inputs / "manifest.txt").read_text().split("\n")

@@ -91,7 +91,7 @@ def test_generated_40x_slide(make_slide):
 
 def test_tissue_threshold(tmp_path):
     # tissue covering half of a column of cells: kept at 0.25, dropped at 0.75
-    from span_deploy.slide.synthetic import write_synthetic_slide
+    from tests.support.tiff_slides import write_synthetic_slide
     p = write_synthetic_slide(tmp_path / "half.tif", 224 * 8, 224 * 6,
                               (224 * 2, 224 * 2, 224 * 3 + 112, 224 * 4))
     with open_slide(p) as r:
@@ -109,7 +109,7 @@ def test_no_resolution_metadata(make_slide):
 
 def test_objective_power_fallback(tmp_path):
     # Aperio-style file with AppMag = 40 but no MPP: 10 / 40 = 0.25 µm/px -> 448-px steps
-    from span_deploy.slide.synthetic import aperio_description, write_synthetic_slide
+    from tests.support.tiff_slides import aperio_description, write_synthetic_slide
     p = write_synthetic_slide(tmp_path / "mag.svs", 448 * 8, 448 * 6, (448, 448, 448 * 4, 448 * 3),
                               mpp=None, downsamples=(1, 4, 16), description=aperio_description(40))
     with open_slide(p) as r:

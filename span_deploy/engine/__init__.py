@@ -1,1 +1,0 @@
-"""TensorRT engines: shape profiles (pure python) and the engine builder (TensorRT imported lazily)."""

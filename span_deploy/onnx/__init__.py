@@ -1,1 +1,0 @@
-"""ONNX export (torch) and exported-model metadata (no torch)."""

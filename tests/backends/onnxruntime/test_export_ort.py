@@ -1,0 +1,82 @@
+"""Both ONNX variants of every public fixture in real ONNX Runtime sessions."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from span_deploy.backends.onnxruntime import OrtBackend
+from span_deploy.features import read_features
+from span_export.model import load_model
+from span_export.onnx_export import OP_DOMAIN, OP_TYPE, export_onnx
+from span_deploy.rulebook import build_rulebook
+from span_deploy.bench.tissue_tokens import tissue_slide
+from tests.cases import PUBLIC, PUBLIC_CASES, ids, ops_library_or_skip
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx")
+    cache = {}
+
+    def get(case, attention):
+        key = (case.name, attention)
+        if key not in cache:
+            model = load_model(case / "checkpoint.pt", case / "config.yaml")
+            cache[key] = (model, export_onnx(model, root / f"{case.name}-{attention}.onnx", attention=attention))
+        return cache[key]
+    return get
+
+
+@pytest.mark.parametrize("attention", ["portable", "plugin"])
+@pytest.mark.parametrize("case", PUBLIC_CASES, ids=ids(PUBLIC_CASES))
+def test_fixture_logits_in_ort(case, attention, exported):
+    if attention == "plugin":
+        ops_library_or_skip()
+    _, path = exported(case, attention)
+    sf = read_features(case / "slide.h5")
+    r = OrtBackend(path).run(sf.coords, sf.feats)
+    exp = np.load(case / "expected.npz")
+    np.testing.assert_allclose(r.logits, exp["logits"][0], rtol=0, atol=TOL)
+    np.testing.assert_allclose(r.slide_embedding, exp["head_input"][0], rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("case", PUBLIC_CASES, ids=ids(PUBLIC_CASES))
+def test_plugin_graph_structure(case, exported):
+    model, path = exported(case, "plugin")
+    proto = onnx.load(str(path))
+    nodes = [n for n in proto.graph.node if n.op_type == OP_TYPE]
+    layers = sum(model.cfg.layers_per_stage)
+    assert len(nodes) == layers * (2 if model.cfg.trans_type == "swin" else 1)
+    assert len(proto.functions) == 0
+    for n in nodes:
+        assert n.domain == OP_DOMAIN and len(n.input) == 8
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        assert attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b"span_deploy"
+        assert attrs["mode"] == (1 if model.cfg.trans_type == "long" else 0)
+        assert attrs["window"] == 2 * model.cfg.window_size
+    _, portable = exported(case, "portable")
+    assert not any(n.domain == OP_DOMAIN for n in onnx.load(str(portable)).graph.node)
+
+
+@pytest.mark.parametrize("attention", ["portable", "plugin"])
+def test_one_file_serves_any_slide_size(attention, exported):
+    """The same ONNX file runs slides of 1, 37 and 5,000 patches and matches torch."""
+    if attention == "plugin":
+        ops_library_or_skip()
+    case = PUBLIC / "cls_default_r50"
+    model, path = exported(case, attention)
+    backend = OrtBackend(path)
+    for n in (1, 37, 5000):
+        coords, feats = tissue_slide(n, seed=n, feat_dim=1024)
+        rb = build_rulebook(coords, model.cfg)
+        inputs = rb.engine_inputs(model.cfg, feats)
+        with torch.no_grad():
+            ref = model(*[torch.from_numpy(np.ascontiguousarray(inputs[k])) for k in model.input_names])
+        got = backend.run(coords, feats)
+        np.testing.assert_allclose(got.logits, ref[0].numpy()[0], rtol=0, atol=TOL)
+        np.testing.assert_allclose(got.patch_features, ref[2 + model.cfg.num_stages].numpy()[rb.patch_rows],
+                                   rtol=0, atol=TOL)

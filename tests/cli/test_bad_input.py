@@ -1,0 +1,130 @@
+"""Bad input: a clear message naming the file and the fix, a non-zero exit, no output written."""
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from span_export.checkpoint import read_state_dict
+from span_deploy.config import load_config
+from span_deploy.errors import CheckpointError, ConfigError, FeatureFileError, RulebookError
+from span_deploy.features import read_features
+from span_export.model import load_model
+from span_deploy.rulebook import build_rulebook
+from tests.cases import ERROR_CASES, PUBLIC
+
+CASE = PUBLIC / "cls_tiny_alltoall"
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "span_deploy.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def write_h5(path, feats, cords, names=("feats", "cords")):
+    with h5py.File(path, "w") as f:
+        f.create_dataset(names[0], data=feats)
+        f.create_dataset(names[1], data=cords)
+    return path
+
+
+@pytest.mark.parametrize("case", ERROR_CASES, ids=[c.name for c in ERROR_CASES])
+def test_duplicate_cells_are_refused_by_the_cli(case, tmp_path):
+    out = tmp_path / "out.json"
+    r = cli("predict", case / "slide.h5", "--checkpoint", case / "checkpoint.pt", "--config", case / "config.yaml",
+            "--output", out)
+    assert r.returncode != 0
+    assert "grid cell" in r.stderr and "1 patch(es)" in r.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_duplicate_message_names_the_coordinates():
+    cords = np.array([[0, 0], [224, 0], [224 + 100, 0]])   # the last two share cell (1, 0)
+    cfg = load_config(CASE / "config.yaml")
+    with pytest.raises(RulebookError, match=r"raw \[224, 0\] and \[324, 0\].*cell \[1, 0\]"):
+        build_rulebook(cords, cfg)
+
+
+def test_feature_file_errors(tmp_path):
+    good = np.zeros((3, 512), np.float32)
+    cords = np.array([[0, 0], [224, 0], [448, 0]])
+    with pytest.raises(FeatureFileError, match="not found"):
+        read_features(tmp_path / "missing.h5")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(FeatureFileError, match="not a readable HDF5"):
+        read_features(tmp_path / "junk.h5")
+    bad = good.copy()
+    bad[1, 3] = np.nan
+    with pytest.raises(FeatureFileError, match="NaN/Inf features.*row 1"):
+        read_features(write_h5(tmp_path / "nan.h5", bad, cords))
+    with pytest.raises(FeatureFileError, match="expects 1024-d"):
+        read_features(write_h5(tmp_path / "dim.h5", good, cords), feat_dim=1024)
+    with pytest.raises(FeatureFileError, match="empty"):
+        read_features(write_h5(tmp_path / "empty.h5", good[:0], cords[:0]))
+    with pytest.raises(FeatureFileError, match="features\\+coords"):
+        read_features(write_h5(tmp_path / "names.h5", good, cords, ("a", "b")))
+    sf = read_features(write_h5(tmp_path / "trident.h5", good[None], cords[None], ("features", "coords")))
+    assert sf.feats.shape == (3, 512) and sf.coords.shape == (3, 2)
+
+
+def test_cli_rejects_wrong_feature_dim_without_output(tmp_path):
+    slide = write_h5(tmp_path / "s.h5", np.zeros((4, 1024), np.float32), np.arange(8).reshape(4, 2) * 224)
+    out = tmp_path / "o.json"
+    r = cli("predict", slide, "--checkpoint", CASE / "checkpoint.pt", "--config", CASE / "config.yaml", "-o", out)
+    assert r.returncode != 0 and "expects 512-d" in r.stderr and not out.exists()
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    p = tmp_path / "evil.pt"
+    torch.save({"model": Evil()}, p)
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        read_state_dict(p)
+    p2 = tmp_path / "raw.pkl"
+    p2.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(CheckpointError, match="refused"):
+        read_state_dict(p2)
+
+
+def test_wrappers_and_prefixes(tmp_path):
+    sd = torch.load(CASE / "checkpoint.pt", weights_only=True)
+    nested = {"state_dict": {"model": {f"model.module.{k}": v for k, v in sd.items()}}, "epoch": 1}
+    torch.save(nested, tmp_path / "w.pt")
+    m = load_model(tmp_path / "w.pt", CASE / "config.yaml")
+    assert torch.equal(m.state_dict()["encoder.learnable_tokens.0"], sd["encoder.learnable_tokens.0"])
+
+
+def test_key_mismatch_names_the_knob(tmp_path):
+    cfg = yaml.safe_load((CASE / "config.yaml").read_text())
+    cfg["model"]["pos_emb"] = "alibi"
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(CheckpointError, match=r"(?s)missing.*pos_encoder.slopes.*unexpected.*table_RPB.*model.pos_emb"):
+        load_model(CASE / "checkpoint.pt", p)
+
+
+@pytest.mark.parametrize("trans", ["tradswin", "swin_global"])
+def test_unbuildable_trans_types_are_rejected(tmp_path, trans):
+    cfg = yaml.safe_load((CASE / "config.yaml").read_text())
+    cfg["model"]["trans_type"] = trans
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="cannot be built by the official config builder"):
+        load_config(p)
+
+
+def test_separate_model_and_task_yaml(tmp_path):
+    full = yaml.safe_load((CASE / "config.yaml").read_text())
+    (tmp_path / "span.yaml").write_text(yaml.safe_dump(full["model"]))
+    task = {k: v for k, v in full.items() if k != "model"}
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
+    assert load_config(model_yaml=tmp_path / "span.yaml", task_yaml=tmp_path / "task.yaml") == load_config(CASE / "config.yaml")

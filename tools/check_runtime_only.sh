@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The runtime without torch, as a scanner or a Jetson installs it: a fresh virtual environment
+# with only `pip install -e .` (no extras, no export side), the native libraries already built
+# (tools/build_native.sh). It runs the bundled demo, then `predict --backend ort` on a plugin ONNX
+# exported *elsewhere* (by the caller's environment, which has the export side) and compares the
+# logits with the official golden output.
+#   usage: bash tools/check_runtime_only.sh [FIXTURE_DIR]     (default ../shared/fixtures/cls_default_r50)
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+case_dir=${1:-$repo/../shared/fixtures/cls_default_r50}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$repo"
+
+command -v span-deploy >/dev/null || { echo "check_runtime_only: run it from the full (export) environment" >&2; exit 1; }
+span-deploy export --checkpoint "$case_dir/checkpoint.pt" --config "$case_dir/config.yaml" \
+    -o "$work/model.onnx" --attention plugin
+
+python3 -m venv "$work/venv"
+"$work/venv/bin/python" -m pip install --quiet --upgrade pip
+"$work/venv/bin/python" -m pip install --quiet -e .
+if "$work/venv/bin/python" -c "import torch" 2>/dev/null; then
+    echo "check_runtime_only: torch is importable in the runtime-only environment" >&2; exit 1
+fi
+"$work/venv/bin/span-deploy" run samples/data/CMU-1-Small-Region.svs --model samples/demo/span.onnx \
+    --output "$work/demo"
+for f in result.json heatmap.png tiles.geojson features.h5 embedding.npy; do
+    [[ -s $work/demo/CMU-1-Small-Region/$f ]] || { echo "check_runtime_only: demo wrote no $f" >&2; exit 1; }
+done
+"$work/venv/bin/span-deploy" predict "$case_dir/slide.h5" --model "$work/model.onnx" --backend ort \
+    -o "$work/pred.json"
+"$work/venv/bin/python" - "$work/pred.json" "$case_dir/expected.npz" <<'PY'
+import json, sys
+import numpy as np
+got = np.array(json.load(open(sys.argv[1]))["logits"])
+want = np.load(sys.argv[2])["logits"].reshape(-1)
+d = float(np.abs(got - want).max())
+assert d < 1e-4, f"runtime-only predict --backend ort: logits differ from the golden by {d}"
+print(f"check_runtime_only: demo ok; predict --backend ort without torch matches the golden (max |dlogit| {d:.2e})")
+PY
