@@ -42,3 +42,24 @@ def test_classification_outputs(tmp_path):
     assert d["stage_sizes"] == e["stage_sizes"].tolist()
     assert len(d["slide_embedding"]) == e["head_input"].shape[1]
     assert set(d["timings"]) >= {"rulebook", "compute", "total"}
+
+
+@pytest.mark.parametrize("attention,backend", [("plugin", "ort"), ("portable", "ort-portable")])
+def test_model_alone_picks_its_backend(attention, backend, tmp_path):
+    """predict --model M.onnx without --backend (and without a checkpoint) runs M's own variant."""
+    from tests.cases import ops_library_or_skip
+    if attention == "plugin":
+        ops_library_or_skip()
+    case = PUBLIC / "cls_default_r50"
+    model = tmp_path / "m.onnx"
+    r = subprocess.run([sys.executable, "-m", "span_deploy.cli", "export", "--checkpoint", case / "checkpoint.pt",
+                        "--config", case / "config.yaml", "-o", model, "--attention", attention],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "o.json"
+    r = subprocess.run([sys.executable, "-m", "span_deploy.cli", "predict", case / "slide.h5", "--model", model,
+                        "-o", out], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(out.read_text())
+    assert d["backend"] == backend
+    np.testing.assert_allclose(d["logits"], np.load(case / "expected.npz")["logits"][0], atol=1e-4, rtol=0)

