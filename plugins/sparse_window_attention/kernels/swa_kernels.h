@@ -1,4 +1,5 @@
-// SparseWindowAttention kernels (op contract: ../README.md), shared by every front end.
+// SparseWindowAttention kernels (op contract: ../op.yaml, explained in ../README.md), shared by
+// every front end.
 // Plain C++: no ONNX Runtime / TensorRT / CUDA headers, so any front end can include it.
 #pragma once
 
@@ -35,6 +36,37 @@ struct SwaParams {
 
 // Attribute / size consistency; empty string when valid, else a message for the user.
 std::string swa_check_params(const SwaParams& p);
+
+// ---- input shapes (op.yaml: inputs / dims) -------------------------------------------------
+// Input indices in op order.
+enum SwaInput : int32_t { kSwaQ = 0, kSwaK, kSwaV, kSwaWinA, kSwaPosA, kSwaWinB, kSwaPosB, kSwaBias };
+constexpr int32_t kSwaNumInputs = 8;
+constexpr int32_t kSwaMaxRank = 8;  // as TensorRT's Dims::MAX_DIMS
+
+// "q", "k", "v", "win_a", "pos_a", "win_b", "pos_b", "bias"; "?" outside [0, 8).
+const char* swa_input_name(int32_t index);
+
+// The shape of one input as a front end knows it. A dim < 0 is unknown ("any": TensorRT build
+// time); the rank is always known. Only the first kSwaMaxRank dims of a larger rank are kept
+// (such a shape is wrong anyway).
+struct SwaShape {
+    int32_t rank = 0;
+    int64_t dims[kSwaMaxRank] = {};
+};
+SwaShape swa_shape(const int64_t* dims, int64_t rank);
+
+// The one shape check of every front end. Reads the attributes of p (num_heads, head_dim,
+// window, mode; checked first, as swa_check_params does), checks the rank and every dim of
+// the nb_inputs (must be 8) shapes against the contract:
+//   q, k, v (N, C)   win_a (Wa, S^2)   pos_a (N)   win_b (Wb, S^2)   pos_b (N)   bias (H, 2S-1, 2S-1)
+// with N = rows of q, C = num_heads * head_dim, S = window, H = num_heads; win_b and pos_b are
+// ignored (not checked) when mode == 0. Unknown dims (< 0) match anything.
+// Fills p.n, p.num_win_a and p.num_win_b (-1 where unknown; num_win_b = 0 when mode == 0) and,
+// when all three are known, also runs swa_check_params on the result.
+// Returns an empty string when consistent, else a message naming the input, its shape and the
+// expected shape.
+std::string swa_check_shapes(SwaParams& p, const SwaShape* shapes, int32_t nb_inputs);
+
 // Table contents (host pointers): positions inside their table, window entries in [-1, N).
 // The kernels themselves treat out-of-range entries as empty slots, so they never read out of
 // bounds; this check lets a front end report bad tables instead of silently skipping them.

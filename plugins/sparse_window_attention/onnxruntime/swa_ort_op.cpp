@@ -1,4 +1,4 @@
-// ONNX Runtime custom-op library: span_deploy::SparseWindowAttention (contract: ../README.md).
+// ONNX Runtime custom-op library: span_deploy::SparseWindowAttention (contract: ../op.yaml, ../README.md).
 // Four kernels share one schema: {CPU, CUDA} x {float32, float16}; ORT picks by EP and q's type.
 // Built against the ORT 1.21 headers with ORT_API_MANUAL_INIT, so it loads into any runtime
 // that still serves API version 21 (every ORT >= 1.21).
@@ -7,11 +7,11 @@
 #undef ORT_API_MANUAL_INIT
 
 #include <algorithm>
+#include <cstdint>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <atomic>
-#include <string>
 #include <vector>
 
 #include "swa_kernels.h"
@@ -41,60 +41,35 @@ Attributes read_attributes(const OrtKernelInfo* info) {
     a.mode = ki.GetAttribute<int64_t>("mode");
     if (a.num_heads <= 0 || a.head_dim <= 0 || a.window <= 0 || (a.mode != 0 && a.mode != 1))
         throw std::invalid_argument("SparseWindowAttention: need num_heads, head_dim, window > 0 and mode in {0, 1}");
+    if (a.num_heads > INT32_MAX || a.head_dim > INT32_MAX || a.window > INT32_MAX)
+        throw std::invalid_argument("SparseWindowAttention: num_heads, head_dim and window must fit int32");
     return a;
 }
 
-std::vector<int64_t> shape_of(const Ort::ConstValue& v) { return v.GetTensorTypeAndShapeInfo().GetShape(); }
-
-std::string shape_str(const std::vector<int64_t>& s) {
-    std::string out = "(";
-    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-    return out + ")";
-}
-
-void expect_shape(const char* name, const std::vector<int64_t>& got, const std::vector<int64_t>& want) {
-    bool ok = got.size() == want.size();
-    for (size_t i = 0; ok && i < got.size(); ++i) ok = want[i] < 0 || got[i] == want[i];
-    if (!ok)
-        throw std::invalid_argument(std::string("SparseWindowAttention: input '") + name + "' has shape " +
-                                    shape_str(got) + ", expected " + shape_str(want) + " (-1: any)");
-}
-
-// Checks the input shapes against the attributes and fills the table part of SwaParams.
+// Checks the input shapes against the attributes (the shared check of kernels/, op.yaml) and
+// fills the size and table part of SwaParams. win_b / pos_b are ignored when mode == 0.
 SwaParams make_params(const Attributes& a, Ort::KernelContext& ctx) {
-    if (ctx.GetInputCount() != kNumInputs)
-        throw std::invalid_argument("SparseWindowAttention: expects 8 inputs (q, k, v, win_a, pos_a, win_b, pos_b, bias)");
     SwaParams p;
     p.num_heads = int32_t(a.num_heads);
     p.head_dim = int32_t(a.head_dim);
     p.window = int32_t(a.window);
     p.mode = int32_t(a.mode);
     p.scale = a.scale;
-    const int64_t C = a.num_heads * a.head_dim, S2 = a.window * a.window, side = 2 * a.window - 1;
-
-    const auto q_shape = shape_of(ctx.GetInput(0));
-    expect_shape("q", q_shape, {-1, C});
-    p.n = q_shape[0];
-    expect_shape("k", shape_of(ctx.GetInput(1)), q_shape);
-    expect_shape("v", shape_of(ctx.GetInput(2)), q_shape);
-    const auto wa_shape = shape_of(ctx.GetInput(3));
-    expect_shape("win_a", wa_shape, {-1, S2});
-    expect_shape("pos_a", shape_of(ctx.GetInput(4)), {p.n});
-    expect_shape("bias", shape_of(ctx.GetInput(7)), {a.num_heads, side, side});
-    p.num_win_a = wa_shape[0];
+    const size_t count = ctx.GetInputCount();
+    span_deploy::SwaShape shapes[span_deploy::kSwaNumInputs];
+    for (size_t i = 0; i < std::min(count, kNumInputs); ++i) {
+        const std::vector<int64_t> dims = ctx.GetInput(i).GetTensorTypeAndShapeInfo().GetShape();
+        shapes[i] = span_deploy::swa_shape(dims.data(), int64_t(dims.size()));
+    }
+    const std::string err = span_deploy::swa_check_shapes(p, shapes, int32_t(count));
+    if (!err.empty()) throw std::invalid_argument("SparseWindowAttention: " + err);
     p.win_a = ctx.GetInput(3).GetTensorData<int32_t>();
     p.pos_a = ctx.GetInput(4).GetTensorData<int32_t>();
     p.bias = ctx.GetInput(7).GetTensorData<float>();
     if (p.mode == 1) {
-        const auto wb_shape = shape_of(ctx.GetInput(5));
-        expect_shape("win_b", wb_shape, {-1, S2});
-        expect_shape("pos_b", shape_of(ctx.GetInput(6)), {p.n});
-        p.num_win_b = wb_shape[0];
         p.win_b = ctx.GetInput(5).GetTensorData<int32_t>();
         p.pos_b = ctx.GetInput(6).GetTensorData<int32_t>();
     }
-    const std::string err = span_deploy::swa_check_params(p);
-    if (!err.empty()) throw std::invalid_argument("SparseWindowAttention: " + err);
     return p;
 }
 

@@ -1,7 +1,8 @@
 // TensorRT IPluginV3 plugin: SparseWindowAttention / version 1 / namespace span_deploy
-// (contract: ../README.md). enqueue launches the shared CUDA kernel on TensorRT's stream; the
-// kernel takes no workspace and never synchronises, so engines with this plugin can be
-// captured into CUDA graphs.
+// (contract: ../op.yaml, ../README.md). enqueue launches the shared CUDA kernel on TensorRT's
+// stream; the kernel takes no workspace and never synchronises, so engines with this plugin can
+// be captured into CUDA graphs. All eight input shapes go through the shared check of kernels/
+// (swa_check_shapes) in configurePlugin (build time), onShapeChange and enqueue (run time).
 //
 // The shared library exports getCreators / setLoggerFinder for IPluginRegistry::loadLibrary,
 // trtexec --dynamicPlugins and polygraphy --plugins. Static registration
@@ -105,30 +106,30 @@ public:
         }
     }
 
+    // Build time: dims TensorRT does not know yet are -1; a dynamic dim whose profile range is a
+    // single value counts as that value, the others match anything (checked again at run time).
     int32_t configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const*,
                             int32_t nbOutputs) noexcept override {
         if (nbInputs != kNumInputs || nbOutputs != 1) return -1;
-        return check_dims(in[0].desc.dims, in[3].desc.dims, in[5].desc.dims, in[7].desc.dims);
+        span_deploy::SwaShape shapes[kNumInputs];
+        for (int32_t i = 0; i < kNumInputs; ++i) shapes[i] = build_shape(in[i]);
+        SwaParams p = attr_params();
+        return check_shapes(p, shapes, "configurePlugin");
     }
 
     // IPluginV3OneRuntime
     int32_t onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const*,
                           int32_t nbOutputs) noexcept override {
         if (nbInputs != kNumInputs || nbOutputs != 1) return -1;
-        return check_dims(in[0].dims, in[3].dims, in[5].dims, in[7].dims);
+        SwaParams p = attr_params();
+        return run_shapes(p, in, "onShapeChange");
     }
 
     int32_t enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const*, void const* const* inputs,
                     void* const* outputs, void*, cudaStream_t stream) noexcept override {
-        SwaParams p;
-        p.n = inputDesc[0].dims.d[0];
-        p.num_win_a = inputDesc[3].dims.d[0];
-        p.num_win_b = inputDesc[5].dims.d[0];
-        p.num_heads = attrs_.num_heads;
-        p.head_dim = attrs_.head_dim;
-        p.window = attrs_.window;
-        p.mode = attrs_.mode;
-        p.scale = attrs_.scale;
+        // The kernel indexes every input by these sizes: check all eight shapes before launching.
+        SwaParams p = attr_params();
+        if (run_shapes(p, inputDesc, "enqueue") != 0) return -1;
         p.win_a = static_cast<int32_t const*>(inputs[3]);
         p.pos_a = static_cast<int32_t const*>(inputs[4]);
         p.win_b = static_cast<int32_t const*>(inputs[5]);
@@ -155,24 +156,53 @@ public:
     PluginFieldCollection const* getFieldsToSerialize() noexcept override { return &fc_; }
 
 private:
-    // Checks the dims TensorRT already knows (-1 = dynamic, checked again in onShapeChange).
-    int32_t check_dims(Dims const& q, Dims const& win_a, Dims const& win_b, Dims const& bias) const noexcept {
-        int64_t const C = int64_t(attrs_.num_heads) * attrs_.head_dim;
-        int64_t const slots = int64_t(attrs_.window) * attrs_.window, side = 2 * attrs_.window - 1;
-        auto is = [](int64_t got, int64_t want) { return got < 0 || got == want; };
-        if (q.nbDims != 2 || !is(q.d[1], C)) {
-            log_error("q must be (N, num_heads*head_dim = " + std::to_string(C) + ")");
-            return -1;
-        }
-        if (win_a.nbDims != 2 || !is(win_a.d[1], slots) || win_b.nbDims != 2 || !is(win_b.d[1], slots)) {
-            log_error("win_a / win_b must be (W, window^2 = " + std::to_string(slots) + ")");
-            return -1;
-        }
-        if (bias.nbDims != 3 || !is(bias.d[0], attrs_.num_heads) || !is(bias.d[1], side) || !is(bias.d[2], side)) {
-            log_error("bias must be (num_heads, 2*window-1, 2*window-1)");
+    SwaParams attr_params() const noexcept {
+        SwaParams p;
+        p.num_heads = attrs_.num_heads;
+        p.head_dim = attrs_.head_dim;
+        p.window = attrs_.window;
+        p.mode = attrs_.mode;
+        p.scale = attrs_.scale;
+        return p;
+    }
+
+    static span_deploy::SwaShape to_shape(Dims const& d) noexcept {
+        span_deploy::SwaShape s;
+        s.rank = d.nbDims < 0 ? 0 : d.nbDims;
+        for (int32_t i = 0; i < s.rank && i < span_deploy::kSwaMaxRank; ++i) s.dims[i] = d.d[i];
+        return s;
+    }
+
+    static span_deploy::SwaShape build_shape(DynamicPluginTensorDesc const& t) noexcept {
+        span_deploy::SwaShape s = to_shape(t.desc.dims);
+        for (int32_t i = 0; i < s.rank && i < span_deploy::kSwaMaxRank; ++i)
+            if (s.dims[i] < 0 && t.min.nbDims == s.rank && t.max.nbDims == s.rank && t.min.d[i] >= 0 &&
+                t.min.d[i] == t.max.d[i])
+                s.dims[i] = t.min.d[i];
+        return s;
+    }
+
+    // Run time (onShapeChange, enqueue): every dim is known; fills p's sizes.
+    int32_t run_shapes(SwaParams& p, PluginTensorDesc const* in, char const* where) const noexcept {
+        span_deploy::SwaShape shapes[kNumInputs];
+        for (int32_t i = 0; i < kNumInputs; ++i) shapes[i] = to_shape(in[i].dims);
+        if (check_shapes(p, shapes, where) != 0) return -1;
+        if (p.n < 0 || p.num_win_a < 0 || p.num_win_b < 0) {  // TensorRT gives known dims here
+            log_error(std::string(where) + ": dynamic (-1) dims at run time");
             return -1;
         }
         return 0;
+    }
+
+    // The shared shape check of kernels/ (op.yaml); logs through the logger finder on failure.
+    static int32_t check_shapes(SwaParams& p, span_deploy::SwaShape const* shapes, char const* where) noexcept {
+        try {
+            std::string const err = span_deploy::swa_check_shapes(p, shapes, kNumInputs);
+            if (err.empty()) return 0;
+            log_error(std::string(where) + ": " + err);
+        } catch (...) {  // std::bad_alloc while building the message
+        }
+        return -1;
     }
 
     void refresh_fields() {

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import yaml
 import torch
 
 from span_deploy.backends.onnxruntime import OrtBackend
@@ -12,7 +13,7 @@ from span_export.model import load_model
 from span_export.onnx_export import OP_DOMAIN, OP_TYPE, export_onnx
 from span_deploy.rulebook import build_rulebook
 from span_deploy.bench.tissue_tokens import tissue_slide
-from tests.cases import PUBLIC, PUBLIC_CASES, ids, ops_library_or_skip
+from tests.cases import PUBLIC, PUBLIC_CASES, REPO, ids, ops_library_or_skip
 
 TOL = 1e-4
 
@@ -52,10 +53,17 @@ def test_plugin_graph_structure(case, exported):
     layers = sum(model.cfg.layers_per_stage)
     assert len(nodes) == layers * (2 if model.cfg.trans_type == "swin" else 1)
     assert len(proto.functions) == 0
-    for n in nodes:
-        assert n.domain == OP_DOMAIN and len(n.input) == 8
+    op = yaml.safe_load((REPO / "plugins" / "sparse_window_attention" / "op.yaml").read_text())
+    assert (OP_TYPE, OP_DOMAIN) == (op["identity"]["op_type"], op["identity"]["domain"])
+    kinds = {"int": onnx.AttributeProto.INT, "float": onnx.AttributeProto.FLOAT}
+    for n in nodes:  # every node as op.yaml says: its inputs, attributes and their types
+        assert n.domain == OP_DOMAIN and len(n.input) == len(op["inputs"])
+        types = {a.name: a.type for a in n.attribute}
+        for a in op["attributes"]:
+            assert types[a["name"]] == kinds[a["type"]], a["name"]
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
-        assert attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b"span_deploy"
+        for k, v in op["identity"]["parser_attributes"].items():
+            assert attrs[k] == v.encode()
         assert attrs["mode"] == (1 if model.cfg.trans_type == "long" else 0)
         assert attrs["window"] == 2 * model.cfg.window_size
     _, portable = exported(case, "portable")
