@@ -24,6 +24,9 @@ POS_EMBS = ("rpb", "alibi", "rope", "none")
 GLOBAL_STRATEGIES = ("identity", "proj", "kernel")
 EDGE_MODES = ("none", "count", "partial")
 NORM_POSITIONS = ("pre", "post")
+DCONV_TYPES = ("pixelshuffle", "patchinvs", "dwpatchinvs")    # the sparse decoder upsamplers
+DCONV_ALIASES = {"s_pixelshuffle": "pixelshuffle", "s_patchinvs": "patchinvs", "s_dwpatchinvs": "dwpatchinvs"}
+CONNECTIONS = ("concat", "add", "none")
 CLS_AGGR = ("multi_addition", "concat", "mean", "last", "addition", "multiattn")
 SURV_AGGR = ("multi_addition", "concat", "addition")
 ACTIVATIONS = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "tanh": "Tanh", "leakyrelu": "LeakyReLU",
@@ -97,6 +100,47 @@ class SpanConfig:
     head_act: str = "relu"
     head_div: int = 4
     head_norm: bool = True
+    # segmentation decoder (task segmentation; spec 5.2)
+    decoder_string: str = ""        # e.g. "11": transformer layers per decoder stage
+    dtrans_type: str = "long"
+    dconv_type: str = "pixelshuffle"
+    skip_first: int = 1             # 1: upsample -> attention -> skip; else upsample -> skip -> Linear -> attention
+    connection: str = "concat"      # concat | add | none
+    threshold: float = 0.5          # segmentation.threshold: patch positive at sigmoid(logit) >= threshold
+
+    @property
+    def num_decoder_stages(self) -> int:
+        return len(self.decoder_string)
+
+    @property
+    def decoder_layers(self) -> list[int]:
+        return [int(c) for c in self.decoder_string]
+
+    def decoder_target_stage(self, i: int) -> int:
+        """The encoder stage whose coordinates decoder block i restores (E - 2 - i)."""
+        return self.num_stages - 2 - i
+
+    def decoder_in_dim(self, i: int) -> int:
+        """Channels entering decoder block i (block L is the final Linear)."""
+        if i == 0:
+            return self.stage_dim(self.num_stages - 1)
+        prev = self.decoder_dim(i - 1)
+        return 2 * prev if (self.connection == "concat" and self.skip_first == 1) else prev
+
+    def decoder_dim(self, i: int) -> int:
+        """C_out of decoder block i (its upsampler, attention and transformer width)."""
+        return self.stage_dim(self.num_stages - 2 - i)
+
+    def decoder_heads(self, i: int) -> int:
+        return self.num_heads * (self.decoder_dim(i) // self.embed_dim)
+
+    def has_shift(self, stage: int) -> bool:
+        """Stage ``stage``'s attention (encoder, or a decoder block on its coordinates) reads
+        the second, shifted windowing."""
+        if self.trans_type in ("long", "swin"):
+            return True
+        decoded = any(self.decoder_target_stage(i) == stage for i in range(self.num_decoder_stages))
+        return decoded and self.dtrans_type in ("long", "swin")
 
     @property
     def num_stages(self) -> int:
@@ -185,13 +229,21 @@ def from_official(cfg: dict[str, Any], where: str = "config") -> SpanConfig:
                           "(model/span.yaml under 'model:' plus the task section), or pass --model-config and --task-config")
     m = cfg["model"]
     task = str(cfg.get("task", "classification")).strip().lower()
-    if task not in ("classification", "survival"):
-        raise ConfigError(f"{where}: task {task!r} is not supported (classification or survival; "
-                          "segmentation decoders are not part of span-deploy)")
-    slide_configs = str(m.get("slide_configs", "111"))
+    if task not in ("classification", "survival", "segmentation"):
+        raise ConfigError(f"{where}: task {task!r} is not supported (classification, survival or segmentation)")
+    slide_configs = str(m.get("slide_configs", "111-11" if task == "segmentation" else "111"))
+    decoder_string = ""
     if "-" in slide_configs:
-        raise ConfigError(f"{where}: slide_configs {slide_configs!r} has a decoder part; only encoder "
-                          "configs (classification/survival) are supported")
+        slide_configs, decoder_string = slide_configs.split("-", 1)
+        if task != "segmentation":
+            raise ConfigError(f"{where}: slide_configs {m.get('slide_configs')!r} has a decoder part, which only "
+                              f"the segmentation task builds (task is {task})")
+        if not decoder_string.isdigit() or "0" in decoder_string:
+            raise ConfigError(f"{where}: the decoder part of slide_configs {m.get('slide_configs')!r} must be "
+                              "digits 1-9, one per decoder stage")
+    elif task == "segmentation":
+        raise ConfigError(f"{where}: a segmentation model needs a decoder part in slide_configs "
+                          f"(e.g. '111-11'), got {slide_configs!r}")
     if not slide_configs.isdigit() or "0" in slide_configs:
         raise ConfigError(f"{where}: slide_configs {slide_configs!r} must be digits 1-9, one per stage")
     fv = cfg.get("features_variant", "UNI" if task == "survival" else "R50")
@@ -232,13 +284,17 @@ def from_official(cfg: dict[str, Any], where: str = "config") -> SpanConfig:
     norm_pos = str(m.get("conv_norm_position", "post"))
     if norm_pos not in NORM_POSITIONS:
         raise ConfigError(f"{where}: conv_norm_position {norm_pos!r} unknown; expected pre or post")
+    seg = _segmentation_fields(m, cfg.get("segmentation") or {}, slide_configs, decoder_string, where) \
+        if task == "segmentation" else {}
     cf = int(m.get("channel_factor", 1))
     if cf != 1 and task == "classification":
         raise ConfigError(f"{where}: channel_factor {cf}: the classification heads need channel_factor 1")
     tokens = parse_tokens(list(m.get("token_init_types", [1e-4]) or []), where)
 
     head = cfg.get(task) or {}
-    if task == "classification":
+    if task == "segmentation":
+        aggr, n_out, head = "none", 1, {}
+    elif task == "classification":
         aggr = str(head.get("aggr_method", "multi_addition")).strip().lower()
         if aggr not in CLS_AGGR:
             raise ConfigError(f"{where}: classification.aggr_method {aggr!r} unknown; expected one of {CLS_AGGR}")
@@ -250,11 +306,11 @@ def from_official(cfg: dict[str, Any], where: str = "config") -> SpanConfig:
             raise ConfigError(f"{where}: survival.aggregation {aggr!r} unknown; expected one of {SURV_AGGR}")
         n_out = cfg.get("n_groups", head.get("n_groups"))
         n_out = int(n_out) if n_out is not None else None
-    if aggr in ("multi_addition", "mean", "last", "concat", "multiattn") and not tokens and \
+    if task != "segmentation" and aggr in ("multi_addition", "mean", "last", "concat", "multiattn") and not tokens and \
             not (task == "classification" and aggr == "multiattn"):
         raise ConfigError(f"{where}: token_init_types gives no global token, but the "
                           f"{aggr} head reads global token 0")
-    return SpanConfig(
+    out = SpanConfig(
         task=task, feat_dim=feat_dim, embed_dim=embed_dim, num_heads=heads, encoder_string=slide_configs,
         channel_factor=cf, trans_type=trans, conv_type=conv, activation=_act_name(m.get("enc_act", "ReLU"), where),
         input_projection=proj, tokens=tokens, global_strategy=gs, ff_ratio=float(m.get("ff_ratio", 2)),
@@ -263,8 +319,55 @@ def from_official(cfg: dict[str, Any], where: str = "config") -> SpanConfig:
         groups=int(m.get("groups", 1) or 1), conv_bias=_bool(m.get("conv_bias", False)), edge_mode=edge,
         edge_eps=float(m.get("edge_eps", 1e-6)), conv_norm_position=norm_pos, aggr_method=aggr,
         num_outputs=n_out, cls_drop=float(head.get("cls_drop", 0.0)), head_act=str(head.get("head_act", "relu")),
-        head_div=int(head.get("head_div", 4)), head_norm=_bool(head.get("head_norm", True)),
+        head_div=int(head.get("head_div", 4)), head_norm=_bool(head.get("head_norm", True)), **seg,
     )
+    if task == "segmentation":
+        _check_decoder_widths(out, where)
+    return out
+
+
+def _segmentation_fields(m: dict[str, Any], section: dict[str, Any], enc: str, dec: str, where: str) -> dict[str, Any]:
+    """The decoder knobs the official builder reads (model.dtrans_type, dconvs_type, skip_first,
+    connection; segmentation.threshold), checked for what the official model can run."""
+    if len(dec) != len(enc) - 1:
+        raise ConfigError(
+            f"{where}: slide_configs '{enc}-{dec}' has {len(enc)} encoder and {len(dec)} decoder stages; the "
+            "official segmentation model pads for the decoder depth and must end on the padded patch rows, "
+            f"which needs exactly {len(enc) - 1} decoder stages (e.g. '{enc}-{'1' * max(len(enc) - 1, 1)}')")
+    dtrans = str(m.get("dtrans_type", "long"))
+    if dtrans not in TRANS_TYPES:
+        raise ConfigError(f"{where}: dtrans_type {dtrans!r} is not supported; expected one of {TRANS_TYPES}")
+    dconv = str(m.get("dconvs_type", "pixelshuffle"))
+    dconv = DCONV_ALIASES.get(dconv, dconv)
+    if dconv not in DCONV_TYPES:
+        raise ConfigError(f"{where}: dconvs_type {dconv!r} is not supported; expected one of {DCONV_TYPES} "
+                          "(the sparse upsamplers)")
+    conn = "none" if m.get("connection") is None else str(m.get("connection")).strip().lower()
+    if conn not in CONNECTIONS:
+        raise ConfigError(f"{where}: connection {m.get('connection')!r} is not supported; use concat, add or none")
+    try:
+        skip_first = int(m.get("skip_first", 1))
+        threshold = float(section.get("threshold", 0.5))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: model.skip_first must be an integer and segmentation.threshold a "
+                          "number") from None
+    if not 0.0 < threshold < 1.0:
+        raise ConfigError(f"{where}: segmentation.threshold {threshold} must lie strictly between 0 and 1")
+    return {"decoder_string": dec, "dtrans_type": dtrans, "dconv_type": dconv, "skip_first": skip_first,
+            "connection": conn, "threshold": threshold}
+
+
+def _check_decoder_widths(cfg: "SpanConfig", where: str) -> None:
+    """Channel counts the official decoder cannot build (PyTorch refuses the layer)."""
+    for i in range(cfg.num_decoder_stages):
+        cin, cout = cfg.decoder_in_dim(i), cfg.decoder_dim(i)
+        g = cin if cfg.dconv_type == "dwpatchinvs" else cfg.groups if cfg.dconv_type == "patchinvs" else 1
+        if cin % g or cout % g:
+            raise ConfigError(f"{where}: decoder block {i} ({cfg.dconv_type}) maps {cin} to {cout} channels in "
+                              f"{g} groups, which the official ConvTranspose2d cannot build (both must divide by "
+                              "the groups; dwpatchinvs needs channel_factor 1 and connection add or none)")
+        if cfg.decoder_heads(i) < 1:
+            raise ConfigError(f"{where}: decoder block {i} has {cout} channels, less than one 64-wide head")
 
 
 def _act_name(name: Any, where: str) -> str:

@@ -30,6 +30,12 @@ HINTS = (
     ("classifier_1", "task (survival heads)"),
     ("trans_2.", "model.slide_configs (layers per stage)"),
     ("blocks.", "model.slide_configs (number of stages)"),
+    ("upconv", "model.dconvs_type (patchinvs / dwpatchinvs have upconv, pixelshuffle has conv)"),
+    ("conv_block.conv.", "model.dconvs_type"),
+    ("convs_2", "model.skip_first / model.connection (they decide the decoder's module positions)"),
+    ("convs_1", "model.skip_first / model.connection"),
+    ("trans_4", "model.skip_first / model.connection"),
+    ("trans_3", "model.skip_first / model.connection"),
 )
 
 
@@ -86,7 +92,13 @@ def unwrap(obj: Any, where: str) -> dict[str, Any]:
 
 
 def infer_num_outputs(cfg: SpanConfig, sd: dict[str, Any], where: str) -> int:
-    """Rows of the head's final Linear: the class count (or survival bins)."""
+    """Rows of the head's final Linear: the class count (or survival bins); segmentation: 1."""
+    if cfg.task == "segmentation":
+        key = f"decoder.blocks.{cfg.num_decoder_stages}.modules_dict.convs_0.0.conv_block.linear.1.weight"
+        if key not in sd:
+            raise CheckpointError(f"{where}: the config's segmentation decoder ({cfg.num_decoder_stages} stages) "
+                                  f"needs '{key}', which the checkpoint lacks; check model.slide_configs")
+        return int(sd[key].shape[0])
     if cfg.task == "survival":
         key = {"addition": "aggregator.fc.weight", "concat": "classifier_1.1.weight"}.get(
             cfg.aggr_method, "multi_aggregator.fc.1.weight")

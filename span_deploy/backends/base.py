@@ -16,14 +16,16 @@ class SpanResult:
     Patch-level arrays are in the order of the *input* rows (the caller's order), not the
     model's sorted order.
     """
-    logits: np.ndarray                  # (C,) float32: raw head outputs
+    logits: np.ndarray                  # (C,) float32: raw head outputs (segmentation: empty)
     slide_embedding: np.ndarray         # (E,) input of the head's last Linear
     stage_globals: list[np.ndarray]     # per stage (G, D_s): global tokens after that stage
     patch_features: np.ndarray          # (N, D): stage-0 output per input patch (pads removed)
-    patch_scores: np.ndarray            # (N,) heatmap score per input patch
+    patch_scores: np.ndarray            # (N,) heatmap score per input patch (segmentation: probability)
     stage_sizes: list[int]              # local rows per stage, pads included
     task: str = "classification"
     timings: dict[str, float] = field(default_factory=dict)  # seconds: rulebook, compute, total, ...
+    patch_logits: np.ndarray | None = None   # segmentation: (N,) float32 per input patch
+    threshold: float | None = None           # segmentation: positive at probability >= threshold
 
 
 @runtime_checkable

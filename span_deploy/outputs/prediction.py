@@ -20,8 +20,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def prediction_dict(r: SpanResult) -> dict[str, object]:
-    out: dict[str, object] = {"task": r.task, "logits": [float(x) for x in r.logits]}
+def segmentation_outputs(r: SpanResult, threshold: float | None = None) -> dict[str, object]:
+    """Per-patch logits, sigmoid probabilities and 0/1 labels at the threshold, input row order."""
+    t = float(r.threshold if threshold is None else threshold)
+    z = np.asarray(r.patch_logits, np.float32)
+    p = np.asarray(r.patch_scores, np.float32)      # sigmoid(z), float32 as the official evaluation
+    return {"patch_logits": z.tolist(), "patch_probabilities": p.tolist(),
+            "patch_labels": (p >= np.float32(t)).astype(int).tolist(), "threshold": t,
+            "num_positive": int((p >= np.float32(t)).sum()), "num_patches": int(z.shape[0])}
+
+
+def prediction_dict(r: SpanResult, threshold: float | None = None) -> dict[str, object]:
+    """The JSON of one slide. ``threshold`` overrides a segmentation model's own."""
+    if r.task == "segmentation":
+        out: dict[str, object] = {"task": r.task, **segmentation_outputs(r, threshold)}
+        out["slide_embedding"] = [float(x) for x in r.slide_embedding]
+        out["stage_sizes"] = [int(s) for s in r.stage_sizes]
+        out["timings"] = {k: round(float(v), 6) for k, v in r.timings.items()}
+        return out
+    out = {"task": r.task, "logits": [float(x) for x in r.logits]}
     if r.task == "survival":
         out.update(survival_outputs(r.logits))
     else:

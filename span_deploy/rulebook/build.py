@@ -10,6 +10,7 @@ from ..errors import RulebookError
 from .conv import downsample, merge2x2
 from .coords import Padding, check_unique, normalise, pad, sort_order
 from .io import engine_inputs
+from .upsample import pixelshuffle_tables, transpose_gather
 from .windows import StageWindows, stage_windows
 
 RULEBOOK_VERSION = 1
@@ -28,12 +29,22 @@ class StageRulebook:
 
 
 @dataclass(frozen=True)
+class DecoderRulebook:
+    """Segmentation decoder block i: from stage ``target + 1``'s rows onto stage ``target``'s."""
+    target: int                     # the encoder stage whose coordinates (and rows) it restores
+    parent: np.ndarray | None       # pixelshuffle: (N_t,) int32 coarse row of each fine row
+    slot: np.ndarray | None         # pixelshuffle: (N_t,) int32 child slot (a % s) * s + b % s
+    gather: np.ndarray | None       # patchinvs: (N_t, k*k) int32 coarse row per tap, -1 = none
+
+
+@dataclass(frozen=True)
 class Rulebook:
     version: int
     sort_index: np.ndarray        # (N,) input row of each sorted patch
     norm_coords: np.ndarray       # (N, 2) int32 normalised, sorted cells
     padding: Padding
     stages: list[StageRulebook]
+    decoder: tuple[DecoderRulebook, ...] = ()
 
     @property
     def num_patches(self) -> int:
@@ -70,7 +81,10 @@ class Rulebook:
                     out[spec.name] = self.pad_features(np.asarray(feats, np.float32))
                 continue
             st = self.stages[spec.stage]
-            w = st.windows.unshifted if spec.kind.endswith("_u") else st.windows.shifted
+            if spec.block is not None:  # decoder tables: handled below
+                w = None
+            else:
+                w = st.windows.unshifted if spec.kind.endswith("_u") else st.windows.shifted
             if spec.kind in ("win_u", "win_s"):
                 out[spec.name] = w.win
             elif spec.kind in ("pos_u", "pos_s"):
@@ -79,6 +93,9 @@ class Rulebook:
                 out[spec.name] = st.gather
             elif spec.kind == "coords":
                 out[spec.name] = st.coords.astype(np.float32)
+            elif spec.kind in ("up_parent", "up_slot", "up_gather"):
+                d = self.decoder[spec.block]
+                out[spec.name] = {"up_parent": d.parent, "up_slot": d.slot, "up_gather": d.gather}[spec.kind]
             else:  # pragma: no cover - io.py and this function change together
                 raise RulebookError(f"no rulebook table for engine input {spec.name} ({spec.kind})")
         return out
@@ -104,4 +121,19 @@ def build_rulebook(raw_coords: np.ndarray, cfg: SpanConfig) -> Rulebook:
             raise RulebookError(f"stage {s} has no output sites (grid {grid}); the kernel/stride/"
                                 "dilation do not fit the padded grid")
         stages.append(StageRulebook(coords, grid, gather, stage_windows(coords, cfg.window_size)))
-    return Rulebook(RULEBOOK_VERSION, order, norm_sorted, padding, stages)
+    return Rulebook(RULEBOOK_VERSION, order, norm_sorted, padding, stages, decoder_tables(stages, cfg))
+
+
+def decoder_tables(stages: list[StageRulebook], cfg: SpanConfig) -> tuple[DecoderRulebook, ...]:
+    """Per decoder block, the upsampling table from stage t + 1 onto stage t (t = E - 2 - i)."""
+    out = []
+    for i in range(cfg.num_decoder_stages):
+        t = cfg.decoder_target_stage(i)
+        fine, coarse = stages[t].coords, stages[t + 1].coords
+        if cfg.dconv_type == "pixelshuffle":
+            parent, slot = pixelshuffle_tables(fine, coarse, cfg.stride)
+            out.append(DecoderRulebook(t, parent, slot, None))
+        else:
+            out.append(DecoderRulebook(t, None, None,
+                                       transpose_gather(fine, coarse, cfg.kernel_size, cfg.stride, cfg.dilation)))
+    return tuple(out)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from span_deploy.config import SpanConfig, load_config
 from span_deploy.errors import CheckpointError
-from .span import SpanModel
+from .span import SpanModel, SpanSegModel, build_model
 
-__all__ = ["SpanModel", "load_model"]
+__all__ = ["SpanModel", "SpanSegModel", "build_model", "load_model"]
 
 
 def load_model(checkpoint: str | Path, config: str | Path | SpanConfig) -> SpanModel:
@@ -27,7 +27,7 @@ def load_model(checkpoint: str | Path, config: str | Path | SpanConfig) -> SpanM
         cfg = SpanConfig.from_dict(d)
     n_out = infer_num_outputs(cfg, sd, where)
     cfg = cfg.with_outputs(n_out)
-    model = SpanModel(cfg, n_out)
+    model = build_model(cfg, n_out)
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))

@@ -11,6 +11,7 @@ from torch import nn
 from span_deploy.config import SpanConfig
 from span_deploy.rulebook import input_names, output_names
 from .convs import ConvLayer
+from .decoder import Decoder
 from .heads import build_head, survival_forward
 from .transformer import StageTables, TransLayer
 
@@ -68,9 +69,12 @@ class SpanModel(nn.Module):
         self.cfg = cfg
         self.num_outputs = num_outputs
         self.encoder = Encoder(cfg)
+        self._build_head(cfg, num_outputs)
+        self.input_names = input_names(cfg)
+
+    def _build_head(self, cfg: SpanConfig, num_outputs: int) -> None:
         for name, mod in build_head(cfg, num_outputs).items():
             self.add_module(name, mod)
-        self.input_names = input_names(cfg)
 
     @property
     def output_names(self) -> list[str]:
@@ -131,3 +135,35 @@ def _patch_scores(x0: torch.Tensor, attn_w: torch.Tensor | None, relay_w: torch.
         z = relay_w.new_zeros((1,))
         return torch.cat([z, relay_w, z])
     return x0.norm(dim=-1)
+
+
+class SpanSegModel(SpanModel):
+    """Encoder + segmentation decoder (official SegmentationModel: `encoder.*`, `decoder.*`).
+
+    Outputs (span_deploy.rulebook.io): patch_logits (N0,) per stage-0 row, pads included;
+    slide_embedding (1, D_last): the bottleneck's global token 0 (mean of its rows when there is no
+    global token); per encoder stage the global tokens; stage-0 rows (N0, D_0).
+    """
+
+    def _build_head(self, cfg: SpanConfig, num_outputs: int) -> None:
+        self.decoder = Decoder(cfg)
+
+    def forward(self, feats: torch.Tensor, *tables: torch.Tensor):
+        named = dict(zip(self.input_names[1:], tables))
+        stage_feats, stage_globals, _ = self.encode(feats, *tables)
+        if feats.dtype != torch.float32:  # fp16 export: the decoder runs in fp32
+            stage_feats = [f.float() for f in stage_feats]
+            stage_globals = [g.float() for g in stage_globals]
+        ups, tabs = [], []
+        for i, block in enumerate(self.decoder.blocks[:-1]):
+            ups.append({k: named[f"d{i}_{k}"] for k in ("parent", "slot", "gather") if f"d{i}_{k}" in named})
+            tabs.append(self._tables(named, block.target))
+        logits = self.decoder(stage_feats, stage_globals, ups, tabs)
+        last_x, last_g = stage_feats[-1], stage_globals[-1]
+        emb = last_g[0:1] if last_g.shape[0] > 0 else last_x.mean(dim=0, keepdim=True)
+        return (logits, emb, *stage_globals, stage_feats[0])
+
+
+def build_model(cfg: SpanConfig, num_outputs: int) -> SpanModel:
+    """The model class for the config's task."""
+    return SpanSegModel(cfg, 1) if cfg.task == "segmentation" else SpanModel(cfg, num_outputs)

@@ -28,10 +28,11 @@ class TransBlock(nn.Module):
 
     window_op = staticmethod(_default_window_op)
 
-    def __init__(self, cfg: SpanConfig, dim: int, heads: int):
+    def __init__(self, cfg: SpanConfig, dim: int, heads: int, trans_type: str | None = None):
         super().__init__()
-        self.kind = "swin" if cfg.trans_type == "swin" else "long"
-        self.use_shift = cfg.trans_type in ("long", "swin")
+        trans_type = trans_type or cfg.trans_type   # the decoder's layers use cfg.dtrans_type
+        self.kind = "swin" if trans_type == "swin" else "long"
+        self.use_shift = trans_type in ("long", "swin")
         self.num_heads, self.head_dim = heads, dim // heads
         self.scale = self.head_dim ** -0.5
         self.side = 2 * cfg.window_size
@@ -123,9 +124,9 @@ class ALiBi(nn.Module):
 class TransLayer(nn.Module):
     """Official TransformerLayer wrapper: the block lives under `.trans_block`."""
 
-    def __init__(self, cfg: SpanConfig, dim: int, heads: int):
+    def __init__(self, cfg: SpanConfig, dim: int, heads: int, trans_type: str | None = None):
         super().__init__()
-        self.trans_block = TransBlock(cfg, dim, heads)
+        self.trans_block = TransBlock(cfg, dim, heads, trans_type)
 
 
 __all__ = ["TransLayer", "TransBlock", "StageTables"]
