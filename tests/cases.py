@@ -1,4 +1,5 @@
-"""Where the golden fixtures are: ../shared/fixtures (public) and tests/fixtures/extra (ours)."""
+"""Where the golden fixtures are: ../shared/fixtures (public; segmentation/ in it) and
+tests/fixtures/{extra, segmentation} (ours, made with the official code by shared/tools/official)."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SPAN_SHARED", REPO.parent / "shared"))
 PUBLIC = SHARED / "fixtures"
 EXTRA = REPO / "tests" / "fixtures" / "extra"
+SEG_PUBLIC = PUBLIC / "segmentation"                         # the two public segmentation cases
+SEG_EXTRA = REPO / "tests" / "fixtures" / "segmentation"      # ours: other decoder knobs and geometries
 
 
 def case_dirs(root: Path, errors: bool = False) -> list[Path]:
@@ -21,6 +24,7 @@ PUBLIC_CASES = case_dirs(PUBLIC)
 EXTRA_CASES = case_dirs(EXTRA)
 ALL_CASES = PUBLIC_CASES + EXTRA_CASES
 ERROR_CASES = case_dirs(EXTRA, errors=True)
+SEG_CASES = case_dirs(SEG_PUBLIC) + case_dirs(SEG_EXTRA)
 
 
 def ids(cases: list[Path]) -> list[str]:

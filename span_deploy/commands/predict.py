@@ -19,9 +19,12 @@ import click
 @click.option("--threads", type=int, default=None, help="Intra-op threads (default: the runtime's).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the JSON here (default: stdout).")
 @click.option("--plugin-lib", type=click.Path(path_type=Path), help="TensorRT plugin library (trt backend).")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
+              help="Segmentation: a patch is positive at probability >= this [default: the config's "
+                   "segmentation.threshold].")
 def command(features: Path, checkpoint: Path | None, config_path: Path | None, model: Path | None,
-            backend: str | None,
-            device: str, threads: int | None, output: Path | None, plugin_lib: Path | None) -> None:
+            backend: str | None, device: str, threads: int | None, output: Path | None, plugin_lib: Path | None,
+            threshold: float | None) -> None:
     """Predict one slide from its feature file (official feats/cords or TRIDENT features/coords h5)."""
     from ..backends import open_backend
     from ..features import read_features
@@ -30,11 +33,15 @@ def command(features: Path, checkpoint: Path | None, config_path: Path | None, m
 
     if backend is None and model is None:
         backend = "torch"
+    if threshold is not None and checkpoint is None and model is None:
+        raise click.UsageError("--threshold needs a segmentation model (--model or --checkpoint/--config)")
     be = open_backend(backend, model=model, checkpoint=checkpoint, config=config_path, device=device,
                       threads=threads, plugin_lib=plugin_lib)
     sf = read_features(features, feat_dim=be.feat_dim)
+    if threshold is not None and be.cfg.task != "segmentation":
+        raise click.UsageError(f"--threshold applies to segmentation models; this one is {be.cfg.task}")
     result = be.run(sf.coords, sf.feats)
-    doc = {"slide": str(features), "backend": be.name, **prediction_dict(result)}
+    doc = {"slide": str(features), "backend": be.name, **prediction_dict(result, threshold)}
     text = json.dumps(doc, indent=1)
     if output is None:
         click.echo(text)

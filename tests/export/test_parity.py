@@ -49,19 +49,25 @@ def test_rulebook_matches_official_graphs(case):
     g = int(exp["num_globals"])
     for s, st in enumerate(rb.stages):
         np.testing.assert_array_equal(st.coords, exp[f"stage{s}_coords"])
-        n = st.size
-        loops = {(i, i) for i in range(1, n - 1)}
-        w = window_pairs(st.windows.unshifted)
-        sh = window_pairs(st.windows.shifted)
-        g1 = set(zip(exp[f"stage{s}_nbr_src"].tolist(), exp[f"stage{s}_nbr_dst"].tolist()))
-        g2 = set(zip(exp[f"stage{s}_g2_src"].tolist(), exp[f"stage{s}_g2_dst"].tolist()))
-        if cfg.trans_type == "swin":
-            assert g1 == sh | loops
-            assert g2 == w | loops
-        else:
-            assert g1 == (w | sh | loops if cfg.trans_type == "long" else w | loops)
-            inner = range(1, n - 1)
-            glob = range(n, n + g)
-            relay = {(a, b) for a in glob for b in glob} | {(i, b) for i in inner for b in glob} | \
-                    {(b, i) for i in inner for b in glob}
-            assert g2 == (relay if g else set())
+        check_graphs(st, cfg.trans_type, g, exp, f"stage{s}")
+
+
+def check_graphs(st, trans_type: str, g: int, exp, prefix: str) -> None:
+    """The official g1 / g2 edge sets of one attention (``prefix``: stage{s} or dec{i}) equal the
+    pairs the stage's window tables encode, plus SPAN's self-loop and relay rules."""
+    n = st.size
+    loops = {(i, i) for i in range(1, n - 1)}
+    w = window_pairs(st.windows.unshifted)
+    sh = window_pairs(st.windows.shifted)
+    g1 = set(zip(exp[f"{prefix}_nbr_src"].tolist(), exp[f"{prefix}_nbr_dst"].tolist()))
+    g2 = set(zip(exp[f"{prefix}_g2_src"].tolist(), exp[f"{prefix}_g2_dst"].tolist()))
+    if trans_type == "swin":
+        assert g1 == sh | loops
+        assert g2 == w | loops
+    else:
+        assert g1 == (w | sh | loops if trans_type == "long" else w | loops)
+        inner = range(1, n - 1)
+        glob = range(n, n + g)
+        relay = {(a, b) for a in glob for b in glob} | {(i, b) for i in inner for b in glob} | \
+                {(b, i) for i in inner for b in glob}
+        assert g2 == (relay if g else set())

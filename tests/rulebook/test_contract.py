@@ -10,7 +10,7 @@ import pytest
 from span_deploy.config import load_config
 from span_deploy.features import read_features
 from span_deploy.rulebook import build_rulebook, engine_inputs, engine_outputs
-from tests.cases import ALL_CASES, REPO, ids
+from tests.cases import ALL_CASES, REPO, SEG_CASES, ids
 
 TABLES = REPO / "span_deploy" / "rulebook" / "TABLES.md"
 
@@ -29,16 +29,29 @@ def doc_rows(heading: str) -> dict[str, tuple[str, str]]:
 
 
 PER_STAGE = {"win_u", "pos_u", "win_s", "pos_s", "gather", "coords", "globals"}
+PER_BLOCK = {"up_parent", "up_slot", "up_gather"}
+CASES = ALL_CASES + SEG_CASES
 
 
 def generic(spec) -> str:
-    """The documented name: per-stage tensors with their stage written {s}."""
+    """The documented name: per-stage tensors with their stage written {s}, decoder tables {i}."""
+    if spec.kind in PER_BLOCK:
+        return re.sub(r"(?<=^d)\d+(?=_)", "{i}", spec.name)
     if spec.kind not in PER_STAGE:
         return spec.name
     return re.sub(r"(?<=^s)\d+(?=_)|(?<=^stage)\d+(?=_)", "{s}", spec.name)
 
 
-@pytest.mark.parametrize("case", ALL_CASES, ids=ids(ALL_CASES))
+def row_symbol(spec) -> str:
+    """The documented row symbol: n{s} / windows{s}_u for per-stage tensors, n{t} for decoder tables."""
+    if spec.kind in PER_BLOCK:
+        return "n{t}"
+    if spec.kind in PER_STAGE:
+        return re.sub(r"\d+", "{s}", spec.rows)
+    return spec.rows
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
 def test_tables_md_lists_every_tensor(case):
     cfg = load_config(case / "config.yaml").with_outputs(2)
     for heading, specs in (("## Engine inputs", engine_inputs(cfg)), ("## Engine outputs", engine_outputs(cfg))):
@@ -50,9 +63,8 @@ def test_tables_md_lists_every_tensor(case):
             assert spec.dtype in dtype, (spec.name, dtype)
             dims = [d.strip() for d in shape.strip("()").split(",") if d.strip()]
             assert len(dims) == 1 + len(spec.dims), (spec.name, shape, spec.dims)
-            if spec.dynamic:  # the row symbol, with the stage written {s} in per-stage names
-                sym = re.sub(r"\d+", "{s}", spec.rows) if key != spec.name else spec.rows
-                assert dims[0] == sym, (spec.name, shape, sym)
+            if spec.dynamic:
+                assert dims[0] == row_symbol(spec), (spec.name, shape, row_symbol(spec))
         documented = set(rows)
         produced = {generic(s) for s in specs}
         assert produced <= documented
@@ -60,13 +72,13 @@ def test_tables_md_lists_every_tensor(case):
 
 def test_tables_md_has_no_extra_tensors():
     names = set()
-    for case in ALL_CASES:
+    for case in CASES:
         cfg = load_config(case / "config.yaml").with_outputs(2)
         names |= {generic(s) for s in engine_inputs(cfg) + engine_outputs(cfg)}
     assert set(doc_rows("## Engine inputs")) | set(doc_rows("## Engine outputs")) == names
 
 
-@pytest.mark.parametrize("case", ALL_CASES, ids=ids(ALL_CASES))
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
 def test_rulebook_fills_the_contract(case):
     """Every input exists, in contract order, with its dtype, static dims and a row count that
     agrees with every tensor sharing its row symbol."""

@@ -184,10 +184,13 @@ class Decoder(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList([DecoderBlock(cfg, i) for i in range(cfg.num_decoder_stages)] + [FinalBlock(cfg)])
 
-    def forward(self, stage_feats, stage_globals, ups, tables):
-        """(N0,) logits; ``ups[i]`` and ``tables[i]`` are block i's upsampling and window tables."""
+    def forward(self, stage_feats, stage_globals, ups, tables, record: list | None = None):
+        """(N0,) logits; ``ups[i]`` and ``tables[i]`` are block i's upsampling and window tables.
+        ``record`` (debugging, parity tests) receives each block's (rows, globals) output."""
         x, t = stage_feats[-1], stage_globals[-1]
         for i, block in enumerate(self.blocks[:-1]):
             s = block.target
             x, t = block(x, t, ups[i], tables[i], stage_feats[s], stage_globals[s])
+            if record is not None:
+                record.append((x, t))
         return self.blocks[-1](x)

@@ -148,7 +148,7 @@ class SpanSegModel(SpanModel):
     def _build_head(self, cfg: SpanConfig, num_outputs: int) -> None:
         self.decoder = Decoder(cfg)
 
-    def forward(self, feats: torch.Tensor, *tables: torch.Tensor):
+    def forward(self, feats: torch.Tensor, *tables: torch.Tensor, record: list | None = None):
         named = dict(zip(self.input_names[1:], tables))
         stage_feats, stage_globals, _ = self.encode(feats, *tables)
         if feats.dtype != torch.float32:  # fp16 export: the decoder runs in fp32
@@ -158,7 +158,7 @@ class SpanSegModel(SpanModel):
         for i, block in enumerate(self.decoder.blocks[:-1]):
             ups.append({k: named[f"d{i}_{k}"] for k in ("parent", "slot", "gather") if f"d{i}_{k}" in named})
             tabs.append(self._tables(named, block.target))
-        logits = self.decoder(stage_feats, stage_globals, ups, tabs)
+        logits = self.decoder(stage_feats, stage_globals, ups, tabs, record)
         last_x, last_g = stage_feats[-1], stage_globals[-1]
         emb = last_g[0:1] if last_g.shape[0] > 0 else last_x.mean(dim=0, keepdim=True)
         return (logits, emb, *stage_globals, stage_feats[0])
