@@ -24,7 +24,7 @@ from PIL import Image
 from .backends.base import Backend, SpanResult
 from .errors import ConfigError, SlideError, SpanDeployError
 from .outputs.atomic import atomic_path
-from .outputs.geojson import write_tiles_geojson
+from .outputs.geojson import write_regions_geojson, write_tiles_geojson
 from .outputs.h5 import write_features_h5
 from .outputs.heatmap import write_heatmap_png
 from .outputs.prediction import prediction_dict
@@ -54,6 +54,7 @@ class SlideOptions:
     heatmap: bool = True
     geojson: bool = True
     progress: bool = False
+    threshold: float | None = None          # segmentation: override the model's threshold
 
 
 # --- checks -------------------------------------------------------------------------------
@@ -85,8 +86,8 @@ def extract_features(reader: SlideReader, coords: np.ndarray, encoder: Encoder,
     return out
 
 
-def _prediction(result: SpanResult) -> dict[str, Any]:
-    return prediction_dict(result)
+def _prediction(result: SpanResult, threshold: float | None = None) -> dict[str, Any]:
+    return prediction_dict(result, threshold)
 
 
 def _check_result(result: SpanResult, n: int, path: Path) -> None:
@@ -113,26 +114,37 @@ def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
                 "mpp": c.mpp, "level0_mpp": c.mpp0, "mpp_source": c.mpp_source,
                 "level0_width": reader.dimensions[0], "level0_height": reader.dimensions[1],
                 "tissue_mode": grid.mask.mode, "tissue_threshold": opts.tissue_threshold}
-    write_features_h5(slide_dir / "features.h5", feats, grid.coords, grid.cords,
-                      {**geometry, "slide": str(path), "encoder": encoder.name})
+    h5_attrs = {**geometry, "slide": str(path), "encoder": encoder.name}
+    seg = backend.cfg.task == "segmentation"
+    if not seg:   # written before SPAN runs, so a failing model still leaves the features
+        write_features_h5(slide_dir / "features.h5", feats, grid.coords, grid.cords, h5_attrs)
     t2b = time.perf_counter()
     result = backend.run(grid.cords, feats)
     t3 = time.perf_counter()
     _check_result(result, len(grid), path)
-    _write_maps(slide_dir, grid, result.patch_scores, opts, thumb)
+    threshold = None
+    if seg:       # one write, with the per-patch probabilities next to the features
+        threshold = float(result.threshold if opts.threshold is None else opts.threshold)
+        write_features_h5(slide_dir / "features.h5", feats, grid.coords, grid.cords,
+                          {**h5_attrs, "threshold": threshold},
+                          extra={"patch_probabilities": np.asarray(result.patch_scores, np.float32),
+                                 "patch_logits": np.asarray(result.patch_logits, np.float32)})
+    _write_maps(slide_dir, grid, result.patch_scores, opts, thumb, threshold, c.mpp0)
     with atomic_path(slide_dir / "embedding.npy") as tmp:
         np.save(tmp, np.asarray(result.slide_embedding, np.float32))
     record = {
         "slide": str(path), "status": "ok", "n_tiles": len(grid), "feature_dim": feats.shape[1],
         "encoder": encoder.name,
         "backend": backend.name, "task": result.task,
-        "prediction": _prediction(result), "logits": np.asarray(result.logits).tolist(),
+        "prediction": _prediction(result, threshold),
+        **({} if seg else {"logits": np.asarray(result.logits).tolist()}),
         "geometry": geometry,
         "timings": {"tiling": t1 - t0, "features": t2 - t1, "span": t3 - t2b,
                     "tiles_per_s": len(grid) / max(t2 - t1, 1e-9), **result.timings},
         "outputs": {k: str(slide_dir / v) for k, v in
                     (("features", "features.h5"), ("embedding", "embedding.npy"),
-                     ("heatmap", "heatmap.png"), ("geojson", "tiles.geojson"))},
+                     ("heatmap", "heatmap.png"), ("geojson", "tiles.geojson"))
+                    + ((("regions", "regions.geojson"),) if seg and opts.geojson else ())},
     }
     record["seconds"] = time.perf_counter() - t0
     write_slide_json(slide_dir / "result.json", record)     # last: marks the slide done
@@ -141,11 +153,23 @@ def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
 
 
 def _write_maps(slide_dir: Path, grid: TileGrid, scores: np.ndarray, opts: SlideOptions,
-               thumb: tuple[Image.Image, float] | None) -> None:
+               thumb: tuple[Image.Image, float] | None, threshold: float | None = None,
+               mpp0: float | None = None) -> None:
+    """Heatmap and GeoJSON. ``threshold`` set (segmentation): ``scores`` are probabilities, drawn
+    on a fixed 0-1 scale; tiles carry a Tumor / Other class; regions.geojson has the merged
+    positive regions. Otherwise the scores are relative (min-max per slide)."""
+    seg = threshold is not None
     if thumb is not None:
-        write_heatmap_png(slide_dir / "heatmap.png", thumb[0], thumb[1], grid.grid, grid.step0, scores)
+        title = (f"SPAN segmentation: P(tumour) per tile, fixed scale 0-1; positive at >= {threshold:g}"
+                 if seg else None)
+        write_heatmap_png(slide_dir / "heatmap.png", thumb[0], thumb[1], grid.grid, grid.step0, scores,
+                          scale=(0.0, 1.0) if seg else None, title=title, threshold=threshold)
     if opts.geojson:
-        write_tiles_geojson(slide_dir / "tiles.geojson", grid.coords, grid.step0, scores)
+        write_tiles_geojson(slide_dir / "tiles.geojson", grid.coords, grid.step0, scores,
+                            measurement="tumor_probability" if seg else "span_score", threshold=threshold)
+        if seg:
+            write_regions_geojson(slide_dir / "regions.geojson", grid.grid, grid.coords, grid.step0, scores,
+                                  threshold, mpp0)
 
 
 # --- many slides --------------------------------------------------------------------------

@@ -69,13 +69,17 @@ def load_models(model: str, encoder: str | None, device: str):
 @slide_options
 @click.option("--resume", is_flag=True, help="Skip slides whose result.json exists.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
+              help="Segmentation models: tile positive at probability >= this [default: the model's].")
 def command(slides, model, encoder, output, batch_size, workers, device, mpp, target_mpp,
-            tissue_threshold, skip_errors, resume, progress) -> None:
+            tissue_threshold, skip_errors, resume, progress, threshold) -> None:
     """Run SPAN on SLIDES (files or directories). Exit status 1 if any slide failed."""
     from ..pipeline import SlideOptions, run_slides
     enc, backend = load_models(model, encoder, device)
+    if threshold is not None and backend.cfg.task != "segmentation":
+        raise click.UsageError(f"--threshold applies to segmentation models; {model} is {backend.cfg.task}")
     opts = SlideOptions(target_mpp=target_mpp, mpp=mpp, tissue_threshold=tissue_threshold,
-                        progress=progress)
+                        progress=progress, threshold=threshold)
     records = run_slides(expand_slides(slides), enc, backend, output, batch_size, workers,
                          skip_errors=skip_errors, resume=resume, options=opts)
     counts = {s: sum(r["status"] == s for r in records) for s in ("ok", "skipped", "failed")}

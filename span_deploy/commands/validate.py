@@ -13,7 +13,11 @@ def compare(ref, other, atol: float, rtol: float = 0.0) -> list[dict]:
     |a - b| <= atol + rtol * |ref| (numpy.allclose semantics) and the shapes agree."""
     import numpy as np
 
-    pairs = [("logits", ref.logits, other.logits), ("slide_embedding", ref.slide_embedding, other.slide_embedding)]
+    if ref.task == "segmentation":
+        pairs = [("patch_logits", ref.patch_logits, other.patch_logits)]
+    else:
+        pairs = [("logits", ref.logits, other.logits)]
+    pairs += [("slide_embedding", ref.slide_embedding, other.slide_embedding)]
     pairs += [(f"stage{s}_globals", a, b) for s, (a, b) in enumerate(zip(ref.stage_globals, other.stage_globals))]
     pairs += [("patch_features", ref.patch_features, other.patch_features),
               ("patch_scores", ref.patch_scores, other.patch_scores)]

@@ -23,7 +23,10 @@ from .atomic import atomic_path
 
 
 def write_features_h5(path: str | os.PathLike, features: np.ndarray, coords: np.ndarray,
-                      cords: np.ndarray, attrs: dict[str, Any] | None = None) -> Path:
+                      cords: np.ndarray, attrs: dict[str, Any] | None = None,
+                      extra: dict[str, np.ndarray] | None = None) -> Path:
+    """features/feats, coords, cords; ``extra``: more per-patch datasets (N, ...) in the same row
+    order, e.g. a segmentation model's patch_probabilities."""
     features = np.asarray(features, np.float32)
     coords, cords = np.asarray(coords, np.int64), np.asarray(cords, np.int64)
     n = features.shape[0]
@@ -38,6 +41,11 @@ def write_features_h5(path: str | os.PathLike, features: np.ndarray, coords: np.
             c = f.create_dataset("coords", data=coords)
             g = f.create_dataset("cords", data=cords)
             g.attrs["meaning"] = "grid index * 224 (x, y)"
+            for name, arr in (extra or {}).items():
+                arr = np.asarray(arr)
+                if arr.shape[:1] != (n,):
+                    raise ValueError(f"extra dataset {name} has shape {arr.shape}, not ({n}, ...)")
+                f.create_dataset(name, data=arr)
             for k, v in attrs.items():
                 if v is not None:
                     c.attrs[k] = v

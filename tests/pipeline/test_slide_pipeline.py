@@ -180,3 +180,64 @@ def test_run_command_with_demo_model(tmp_path):
     assert res.exit_code == 0, res.output
     emb = np.load(tmp_path / "emb" / "CMU-1-Small-Region.npy")
     np.testing.assert_allclose(emb, np.load(out / "CMU-1-Small-Region" / "embedding.npy"), rtol=1e-5)
+
+
+def _components4(cells: set[tuple[int, int]]) -> int:
+    """4-connected components, counted independently of the code under test (union-find)."""
+    parent = {c: c for c in cells}
+
+    def find(c):
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+    for a, b in cells:
+        for nb in ((a + 1, b), (a, b + 1)):
+            if nb in cells:
+                parent[find(nb)] = find((a, b))
+    return len({find(c) for c in cells})
+
+
+@pytest.mark.parametrize("threshold", [None, 0.55])
+def test_run_with_the_demo_segmentation_model(tmp_path, threshold):
+    """Bundled slide -> demo encoder -> demo segmentation model (ONNX Runtime): probability heatmap
+    on a fixed scale with its legend, classified tiles, merged regions, probabilities in the h5."""
+    from PIL import Image
+    from shapely.geometry import Point, shape
+
+    from span_deploy.commands import run
+    seg = DEMO / "segmentation"
+    out = tmp_path / "out"
+    args = [str(SAMPLE_SVS), "--model", str(seg / "span.onnx"), "--encoder", str(DEMO / "encoder.onnx"),
+            "--output", str(out), "--no-progress"] + ([] if threshold is None else ["--threshold", str(threshold)])
+    res = CliRunner().invoke(run.command, args)
+    assert res.exit_code == 0, res.output
+    d = out / "CMU-1-Small-Region"
+    rec = json.loads((d / "result.json").read_text())
+    pred = rec["prediction"]
+    t = 0.5 if threshold is None else threshold
+    assert rec["task"] == "segmentation" and pred["threshold"] == t and pred["num_patches"] == rec["n_tiles"] == 51
+    probs = np.asarray(pred["patch_probabilities"], np.float32)
+    with h5py.File(d / "features.h5") as f:
+        np.testing.assert_array_equal(f["patch_probabilities"][()], probs)
+        assert f.attrs["threshold"] == t
+        grid = f["cords"][()] // 224
+    tiles = json.loads((d / "tiles.geojson").read_text())["features"]
+    names = [x["properties"]["classification"]["name"] for x in tiles]
+    assert names == ["Tumor" if p >= t else "Other" for p in probs]
+    np.testing.assert_allclose([x["properties"]["measurements"]["tumor_probability"] for x in tiles], probs)
+    regions = json.loads((d / "regions.geojson").read_text())["features"]
+    geoms = [shape(r["geometry"]) for r in regions]
+    assert all(g.is_valid for g in geoms)
+    positive = {tuple(c) for c, p in zip(grid.tolist(), probs) if p >= t}
+    assert 0 < len(positive) < len(probs)
+    assert len(regions) == _components4(positive)               # one annotation per connected region
+    step0 = rec["geometry"]["patch_size_level0"]
+    with h5py.File(d / "features.h5") as f:
+        coords = f["coords"][()]
+    for (x, y), p in zip(coords.tolist(), probs):
+        inside = sum(g.contains(Point(x + step0 / 2, y + step0 / 2)) for g in geoms)
+        assert inside == (1 if p >= t else 0)
+    assert sum(r["properties"]["measurements"]["num_tiles"] for r in regions) == len(positive)
+    img = Image.open(d / "heatmap.png")
+    assert np.asarray(img)[-64:].min() < 100                                          # the legend strip

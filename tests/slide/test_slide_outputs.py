@@ -12,7 +12,7 @@ from PIL import Image
 from span_deploy.outputs.atomic import atomic_path, atomic_write_text
 from span_deploy.outputs.geojson import write_tiles_geojson
 from span_deploy.outputs.h5 import read_features_h5, write_features_h5
-from span_deploy.outputs.heatmap import colormap, render_heatmap
+from span_deploy.outputs.heatmap import LEGEND_PX, colormap, normalise_scores, render_heatmap
 from span_deploy.outputs.results import write_summary_csv
 
 
@@ -58,7 +58,7 @@ def test_heatmap_colours_tiles():
     thumb = Image.new("RGB", (40, 30), (255, 255, 255))
     grid = np.array([[0, 0], [3, 2]])
     img = np.asarray(render_heatmap(thumb, 10.0, grid, 100, np.array([0.0, 1.0]), alpha=1.0))
-    assert img.shape == (30, 40, 3)
+    assert img.shape == (30 + LEGEND_PX, 40, 3)                          # overlay + legend strip
     np.testing.assert_array_equal(img[5, 5], colormap(np.array(0.0)))     # tile (0,0): low
     np.testing.assert_array_equal(img[25, 35], colormap(np.array(1.0)))   # tile (3,2): high
     np.testing.assert_array_equal(img[15, 15], [255, 255, 255])           # no tile
@@ -80,3 +80,48 @@ def test_summary_csv(tmp_path):
     rows = list(csv.DictReader(p.open()))
     assert rows[0]["prediction"] == "tumor" and rows[0]["seconds"] == "1.00"
     assert rows[1]["status"] == "failed" and rows[1]["error"] == "no tissue"
+
+
+def test_heatmap_fixed_scale_is_comparable_across_slides():
+    """A fixed 0-1 scale colours a probability the same on every slide; min-max does not."""
+    a, b = np.array([0.1, 0.3]), np.array([0.3, 0.9])
+    np.testing.assert_allclose(normalise_scores(a, (0, 1))[1], normalise_scores(b, (0, 1))[0])
+    assert normalise_scores(a)[1] != normalise_scores(b)[0]
+    np.testing.assert_allclose(normalise_scores(np.array([-1.0, 2.0]), (0, 1)), [0, 1])    # clipped
+    thumb = Image.new("RGB", (200, 30), (255, 255, 255))
+    img = np.asarray(render_heatmap(thumb, 10.0, np.array([[0, 0]]), 100, np.array([0.3]), alpha=1.0,
+                                    scale=(0.0, 1.0), title="P(tumour)", threshold=0.5))
+    np.testing.assert_array_equal(img[5, 5], colormap(np.array(0.3)))
+    strip = img[30:]
+    assert strip.shape[0] == LEGEND_PX and (strip < 128).any()            # bar and text drawn
+    bar = strip[30, 6:194]                                              # the colour bar row
+    assert np.abs(bar[1].astype(int) - colormap(np.array(0.0)).astype(int)).max() <= 8   # low end left
+    assert np.abs(bar[-2].astype(int) - colormap(np.array(1.0)).astype(int)).max() <= 8
+
+
+def test_tiles_carry_a_class_at_the_threshold(tmp_path):
+    p = write_tiles_geojson(tmp_path / "t.geojson", np.array([[0, 0], [448, 0]]), 448, np.array([0.7, 0.2]),
+                            measurement="tumor_probability", threshold=0.5)
+    f = json.loads(p.read_text())["features"]
+    assert [x["properties"]["classification"]["name"] for x in f] == ["Tumor", "Other"]
+    assert f[0]["properties"]["measurements"] == {"tumor_probability": 0.7}
+    assert all(len(x["properties"]["classification"]["color"]) == 3 for x in f)
+
+
+def test_regions_merge_tiles_keep_holes_and_split_at_corners(tmp_path):
+    from shapely.geometry import shape
+
+    from span_deploy.outputs.geojson import write_regions_geojson
+    ring = [(a, b) for a in range(3) for b in range(3) if (a, b) != (1, 1)]     # a 3x3 ring: one hole
+    diag = [(5, 5), (6, 6)]                                                      # touch at a corner only
+    grid = np.array(ring + diag + [(1, 1)])
+    probs = np.array([0.9] * len(ring) + [0.8, 0.7] + [0.1])                     # the centre is negative
+    p = write_regions_geojson(tmp_path / "r.geojson", grid, grid * 100, 100, probs, 0.5, mpp=0.5)
+    feats = json.loads(p.read_text())["features"]
+    assert len(feats) == 3
+    geoms = [shape(f["geometry"]) for f in feats]
+    assert all(g.is_valid and g.geom_type == "Polygon" for g in geoms)
+    assert len(geoms[0].interiors) == 1 and geoms[0].area == 8 * 100 * 100
+    assert [f["properties"]["measurements"]["num_tiles"] for f in feats] == [8, 1, 1]
+    assert feats[0]["properties"]["measurements"]["area_mm2"] == pytest.approx(8 * (100 * 0.5e-3) ** 2)
+    assert all(f["properties"]["objectType"] == "annotation" for f in feats)
