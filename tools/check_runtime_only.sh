@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The runtime without torch, as a scanner or a Jetson installs it: a fresh virtual environment
 # with only `pip install -e .` (no extras, no export side), the native libraries already built
-# (tools/build_native.sh). It runs the bundled demo, then `predict --backend ort` on a plugin ONNX
+# (tools/build_native.sh). It runs the bundled demos (classification and segmentation), then
+# `predict --backend ort` on a plugin ONNX
 # exported *elsewhere* (by the caller's environment, which has the export side) and compares the
 # logits with the official golden output.
 #   usage: bash tools/check_runtime_only.sh [FIXTURE_DIR]     (default ../shared/fixtures/cls_default_r50)
@@ -26,6 +27,11 @@ fi
     --output "$work/demo"
 for f in result.json heatmap.png tiles.geojson features.h5 embedding.npy; do
     [[ -s $work/demo/CMU-1-Small-Region/$f ]] || { echo "check_runtime_only: demo wrote no $f" >&2; exit 1; }
+done
+"$work/venv/bin/span-deploy" run samples/data/CMU-1-Small-Region.svs --model samples/demo/segmentation/span.onnx \
+    --encoder samples/demo/encoder.onnx --output "$work/seg" --no-progress
+for f in result.json heatmap.png tiles.geojson regions.geojson features.h5; do
+    [[ -s $work/seg/CMU-1-Small-Region/$f ]] || { echo "check_runtime_only: segmentation demo wrote no $f" >&2; exit 1; }
 done
 "$work/venv/bin/span-deploy" predict "$case_dir/slide.h5" --model "$work/model.onnx" --backend ort \
     -o "$work/pred.json"

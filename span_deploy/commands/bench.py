@@ -42,9 +42,10 @@ def _requested_backends(values: tuple[str, ...], available: list[str], model: Pa
         # Default: every available backend that can read what was given (an .onnx cannot feed
         # torch or TensorRT directly; an engine only TensorRT; a checkpoint all of them).
         usable = available
-        if model is not None:
-            onnx = model.suffix.lower() == ".onnx"
-            usable = [b for b in available if b.startswith("ort") == onnx and (onnx or b == "trt")]
+        if model is not None:   # a deployed model runs on its own backend only (its attention variant)
+            from ..backends import backend_for_model
+            own = backend_for_model(model) if model.is_file() or model.suffix.lower() != ".onnx" else None
+            usable = [b for b in available if b == own] if own else []
         if not usable:
             raise click.UsageError(f"no available backend can run {model.name if model else 'this model'} "
                                    f"(available: {', '.join(available) or 'none'}; install onnxruntime, "

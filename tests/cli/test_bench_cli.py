@@ -1,5 +1,6 @@
 """`span-deploy bench` option handling, through click's CliRunner on the command object."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,16 +86,20 @@ def test_parse_tokens():
     assert parse_tokens("1000, 10k,0.1m,1000") == [1000, 10_000, 100_000]
 
 
-def test_runs_default_backends_and_writes_valid_json(fake_backends, model, tmp_path):
+DEMO_ONNX = Path(__file__).resolve().parents[2] / "samples" / "demo" / "span.onnx"   # a portable export
+
+
+def test_default_backend_is_the_models_own(fake_backends, tmp_path):
+    """An exported ONNX runs on the backend of its attention variant only (a portable export
+    cannot feed the custom-op backend)."""
     out = tmp_path / "bench.json"
-    r = invoke("--model", model, "--tokens", "30,120", "--warmup", "0", "--iterations", "2",
+    r = invoke("--model", str(DEMO_ONNX), "--tokens", "30,120", "--warmup", "0", "--iterations", "2",
                "--threads", "1", "--no-gemm", "--json", str(out), "--seed", "4")
     assert r.exit_code == 0, r.output
-    # default for an .onnx: the ORT backends available, not 'small'
-    assert fake_backends == [("ort", "m.onnx", "cpu", 1), ("ort-portable", "m.onnx", "cpu", 1)]
+    assert fake_backends == [("ort-portable", "span.onnx", "cpu", 1)]
     doc = json.loads(out.read_text())
     assert validate(doc) == []
-    assert [b["name"] for b in doc["backends"]] == ["ort", "ort-portable"]
+    assert [b["name"] for b in doc["backends"]] == ["ort-portable"]
     res = doc["backends"][0]["results"]
     assert [(s["n_tokens"], s["feat_dim"], s["iterations"]) for s in res] == [(30, 6, 2), (120, 6, 2)]
     assert res[0]["timings"]["compute"]["median"] == 2e-4

@@ -112,31 +112,22 @@ class PatchMergeBlock(nn.Module):
         return self.output_norm(self.pwconv(self.input_norm(merged)))
 
 
-class ConvLayer(nn.Module):
-    """Official ConvolutionLayer: `conv_block` for locals, a global-token path per strategy."""
+class ConvolutionLayer(nn.Module):
+    """Official ConvolutionLayer: `conv_block` for the local rows (through a host table), and a
+    global-token path per `global_strategy` (spec 2.5). Encoder and decoder layers share it."""
 
-    def __init__(self, cfg: SpanConfig, stage: int):
+    def __init__(self, block: nn.Module, cin: int, cout: int, strategy: str, pre_norm: bool):
         super().__init__()
-        if stage == 0:
-            cin, cout = cfg.feat_dim, cfg.embed_dim
-            self.conv_block = LinearBlock(cfg)
-            pre = False  # the input projection is always built post-norm: no global input norm
-        else:
-            cin, cout = cfg.stage_dim(stage - 1), cfg.stage_dim(stage)
-            if cfg.conv_type == "patchmerge":
-                self.conv_block = PatchMergeBlock(cin, cout, cfg)
-            else:
-                self.conv_block = PatchConvBlock(cin, cout, cfg, depthwise=cfg.conv_type == "dwpatchconv")
-            pre = cfg.conv_norm_position == "pre"
-        self.global_strategy = cfg.global_strategy
-        self.global_input_norm = nn.LayerNorm(cin) if pre else nn.Identity()
-        if self.global_strategy == "proj":
+        self.conv_block = block
+        self.global_strategy = strategy
+        self.global_input_norm = nn.LayerNorm(cin) if pre_norm else nn.Identity()
+        if strategy == "proj":
             self.g_proj = nn.Linear(cin, cout, bias=True)
-        if self.global_strategy == "identity":
+        if strategy == "identity":
             self.identity_proj = nn.Linear(cin, cout) if cin != cout else nn.Identity()
 
-    def forward(self, x: torch.Tensor, gather: torch.Tensor | None) -> torch.Tensor:
-        return self.conv_block(x, gather)
+    def forward(self, x: torch.Tensor, table=None) -> torch.Tensor:
+        return self.conv_block(x, table)
 
     def global_forward(self, t: torch.Tensor) -> torch.Tensor:
         if self.global_strategy == "kernel":
@@ -147,3 +138,20 @@ class ConvLayer(nn.Module):
             return self.g_proj(self.global_input_norm(t))
         return t
 
+
+class ConvLayer(ConvolutionLayer):
+    """An encoder stage's conv layer: the input projection (stage 0) or the sparse downsampler."""
+
+    def __init__(self, cfg: SpanConfig, stage: int):
+        if stage == 0:
+            cin, cout = cfg.feat_dim, cfg.embed_dim
+            block: nn.Module = LinearBlock(cfg)
+            pre = False  # the input projection is always built post-norm: no global input norm
+        else:
+            cin, cout = cfg.stage_dim(stage - 1), cfg.stage_dim(stage)
+            if cfg.conv_type == "patchmerge":
+                block = PatchMergeBlock(cin, cout, cfg)
+            else:
+                block = PatchConvBlock(cin, cout, cfg, depthwise=cfg.conv_type == "dwpatchconv")
+            pre = cfg.conv_norm_position == "pre"
+        super().__init__(block, cin, cout, cfg.global_strategy, pre)

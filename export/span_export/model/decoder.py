@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from span_deploy.config import SpanConfig
-from .convs import _gather_rows
+from .convs import ConvolutionLayer, _gather_rows
 from .transformer import StageTables, TransLayer
 
 
@@ -88,32 +88,6 @@ class PlainLinear(nn.Module):
         return self.linear(t)
 
 
-class DecoderConv(nn.Module):
-    """Official ConvolutionLayer around a decoder layer: `conv_block` plus the global path."""
-
-    def __init__(self, block: nn.Module, cin: int, cout: int, strategy: str, pre_norm: bool):
-        super().__init__()
-        self.conv_block = block
-        self.global_strategy = strategy
-        self.global_input_norm = nn.LayerNorm(cin) if pre_norm else nn.Identity()
-        if strategy == "proj":
-            self.g_proj = nn.Linear(cin, cout, bias=True)
-        if strategy == "identity":
-            self.identity_proj = nn.Linear(cin, cout) if cin != cout else nn.Identity()
-
-    def forward(self, x: torch.Tensor, up: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        return self.conv_block(x, up)
-
-    def global_forward(self, t: torch.Tensor) -> torch.Tensor:
-        if self.global_strategy == "kernel":
-            return self.conv_block.global_forward(t)
-        if self.global_strategy == "identity":
-            return self.identity_proj(self.global_input_norm(t))
-        if self.global_strategy == "proj":
-            return self.g_proj(self.global_input_norm(t))
-        return t
-
-
 class DecoderBlock(nn.Module):
     """One official SPAN_Block of the decoder; module names follow its execution order."""
 
@@ -128,14 +102,14 @@ class DecoderBlock(nn.Module):
         self.skip_first = cfg.skip_first == 1
         self.target = cfg.decoder_target_stage(i)
         layers = nn.ModuleList(TransLayer(cfg, cout, heads, cfg.dtrans_type) for _ in range(cfg.decoder_layers[i]))
-        convs = {"convs_0": nn.ModuleList([DecoderConv(up, cin, cout, cfg.global_strategy,
+        convs = {"convs_0": nn.ModuleList([ConvolutionLayer(up, cin, cout, cfg.global_strategy,
                                                        cfg.conv_norm_position == "pre")])}
         if self.skip_first:
             mods = {**convs, "trans_2": layers}
         else:  # upsample, [skip], Linear, attention: the step positions name the modules
             lin_in = 2 * cout if cfg.connection == "concat" else cout
-            lin = nn.ModuleList([DecoderConv(PlainLinear(lin_in, cout, bias=False, drop_first=False), lin_in, cout,
-                                             cfg.global_strategy, pre_norm=False)])
+            lin_block = PlainLinear(lin_in, cout, bias=False, drop_first=False)
+            lin = nn.ModuleList([ConvolutionLayer(lin_block, lin_in, cout, cfg.global_strategy, pre_norm=False)])
             if cfg.connection == "none":
                 mods = {**convs, "convs_1": lin, "trans_3": layers}
             else:
@@ -173,7 +147,8 @@ class FinalBlock(nn.Module):
         i = cfg.num_decoder_stages
         cin = cfg.decoder_in_dim(i)
         self.modules_dict = nn.ModuleDict({"convs_0": nn.ModuleList([
-            DecoderConv(PlainLinear(cin, 1, bias=True, drop_first=True), cin, 1, cfg.global_strategy, pre_norm=False)])})
+            ConvolutionLayer(PlainLinear(cin, 1, bias=True, drop_first=True), cin, 1, cfg.global_strategy,
+                             pre_norm=False)])})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.modules_dict["convs_0"][0](x)[:, 0]

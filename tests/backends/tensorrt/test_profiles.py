@@ -138,3 +138,21 @@ def test_check_fits_messages():
     with pytest.raises(ProfileError, match="below the engine's profile minimum.*--min-tokens"):
         check_fits(mx, {"feats": (2, 8), "s0_win_u": (1, 36)}, 2, mn)
     assert Profile({"feats": ((1, 8), (5, 8), (102, 8))}).max_tokens == 100
+
+
+def test_segmentation_profile_sizes_decoder_tables_like_their_stage():
+    """The upsampling tables of decoder block i have stage t = E-2-i's rows: same range as s{t}_pos_u;
+    a real segmentation slide fits the derived profile."""
+    from tests.cases import SEG_PUBLIC
+    from span_deploy.features import read_features
+    case = SEG_PUBLIC / "seg_default"
+    scfg = load_config(case / "config.yaml")
+    p = build_profile(scfg, TokenRange(1, 300, 1000))
+    for i in range(scfg.num_decoder_stages):
+        t = scfg.decoder_target_stage(i)
+        for k in ("parent", "slot"):
+            assert [s[0] for s in p.shapes[f"d{i}_{k}"]] == [s[0] for s in p.shapes[f"s{t}_pos_u"]]
+    sf = read_features(case / "slide.h5")
+    inputs = build_rulebook(sf.coords, scfg).engine_inputs(scfg, sf.feats)
+    check_fits({n: v[2] for n, v in p.shapes.items()}, {n: a.shape for n, a in inputs.items()}, len(sf.coords),
+               {n: v[0] for n, v in p.shapes.items()})
