@@ -8,7 +8,7 @@
 #   usage: bash tools/check_runtime_only.sh [FIXTURE_DIR]     (default ../shared/fixtures/cls_default_r50)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-case_dir=${1:-$repo/../shared/fixtures/cls_default_r50}
+case_dir=${1:-${SPAN_SHARED:-$repo/../shared}/fixtures/cls_default_r50}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$repo"
