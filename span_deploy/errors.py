@@ -29,3 +29,7 @@ class BackendError(SpanDeployError):
 
 class SlideError(SpanDeployError):
     pass
+
+
+class OutputError(SpanDeployError):
+    """An output location that cannot be written (a path part is a file, no permission)."""

@@ -23,7 +23,7 @@ from PIL import Image
 
 from .backends.base import Backend, SpanResult
 from .errors import ConfigError, SlideError, SpanDeployError
-from .outputs.atomic import atomic_path
+from .outputs.atomic import atomic_path, ensure_dir
 from .outputs.geojson import write_regions_geojson, write_tiles_geojson
 from .outputs.h5 import write_features_h5
 from .outputs.heatmap import write_heatmap_png
@@ -193,7 +193,7 @@ def run_slides(paths: Iterable[str | os.PathLike], encoder: Encoder, backend: Ba
     Without ``skip_errors`` the first failure is recorded in summary.csv and re-raised.
     """
     paths = [Path(p) for p in paths]
-    output_dir = Path(output_dir)
+    output_dir = ensure_dir(output_dir)
     opts = replace(options or SlideOptions(), batch_size=batch_size, workers=workers)
     check_feature_dims(encoder, backend)
     dirs = slide_dirs(paths, output_dir)

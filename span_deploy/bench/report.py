@@ -194,8 +194,8 @@ def report_warnings(doc: dict[str, Any], unstable_cov: float = UNSTABLE_COV) -> 
 
 def write_json(doc: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write atomically: a temp file in the same directory, then os.replace (never half a file)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    from ..outputs.atomic import check_output
+    p = check_output(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -97,6 +97,9 @@ def command(model: Path | None, checkpoint: Path | None, config_path: Path | Non
             iterations: int | None, duration: float | None, threads: int | None, device: str,
             json_out: Path | None, seed: int, feat_dim: int | None, no_gemm: bool) -> None:
     """Benchmark backends: load time, per-stage latency, throughput, peak memory, FLOP/s, scaling."""
+    if json_out is not None:   # before any work: a bad --json must not cost the whole benchmark
+        from ..outputs.atomic import check_output
+        check_output(json_out)
     # ---- options that contradict each other: usage errors (exit 2) before any work
     if model is not None and checkpoint is not None:
         raise click.UsageError("give either --model or --checkpoint/--config, not both")
@@ -135,6 +138,9 @@ def _run(names: list[str], open_backend: Any, model: Path | None, checkpoint: Pa
          config_path: Path | None, sizes: list[int] | None, slide: Path | None, warmup: int,
          iterations: int | None, duration: float | None, threads: int | None, device: str,
          json_out: Path | None, seed: int, feat_dim: int | None, no_gemm: bool) -> None:
+    if json_out is not None:   # before any work: a bad --json must not cost the whole benchmark
+        from ..outputs.atomic import check_output
+        check_output(json_out)
     from rich.console import Console
 
     from ..bench.gemm import measure_gemm

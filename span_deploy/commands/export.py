@@ -17,6 +17,9 @@ import click
 def command(checkpoint: Path, config_path: Path, output: Path, attention: str, opset: int, fp16: bool) -> None:
     """Export a SPAN checkpoint to ONNX; rulebook tables become graph inputs."""
     from ..backends.torch import export_checkpoint
+    from ..outputs.atomic import check_output
+
+    check_output(output)
 
     path = export_checkpoint(checkpoint, config_path, output, attention=attention, opset=opset, fp16=fp16)
     click.echo(f"wrote {path} ({attention} attention, opset {opset}{', fp16' if fp16 else ''})")

@@ -33,6 +33,9 @@ def command(features: Path, checkpoint: Path | None, config_path: Path | None, m
 
     if backend is None and model is None:
         backend = "torch"
+    if output is not None:
+        from ..outputs.atomic import check_output
+        check_output(output)
     if threshold is not None and checkpoint is None and model is None:
         raise click.UsageError("--threshold needs a segmentation model (--model or --checkpoint/--config)")
     be = open_backend(backend, model=model, checkpoint=checkpoint, config=config_path, device=device,

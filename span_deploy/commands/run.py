@@ -6,6 +6,18 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
+from ..slide.reader import MPP_PLAUSIBLE
+
+class FiniteRange(click.FloatRange):
+    """click.FloatRange that also refuses nan / inf (a nan passes every comparison)."""
+
+    def convert(self, value, param, ctx):
+        import math
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
 
 SLIDE_SUFFIXES = {".svs", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".tif", ".tiff", ".bif",
                   ".svslide", ".qptiff"}
@@ -46,10 +58,11 @@ def slide_options(f):
         click.option("--workers", default=2, show_default=True, type=click.IntRange(0),
                      help="Tile-reading threads."),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
-        click.option("--mpp", type=float, default=None,
-                     help="Level-0 µm/px for slides without resolution metadata."),
-        click.option("--target-mpp", type=float, default=0.5, show_default=True,
-                     help="Tile resolution (0.5 = 20x)."),
+        click.option("--mpp", type=FiniteRange(*MPP_PLAUSIBLE), default=None,
+                     help=f"Level-0 µm/px for slides without resolution metadata ({MPP_PLAUSIBLE[0]:g}-"
+                          f"{MPP_PLAUSIBLE[1]:g})."),
+        click.option("--target-mpp", type=FiniteRange(*MPP_PLAUSIBLE), default=0.5, show_default=True,
+                     help=f"Tile resolution in µm/px (0.5 = 20x; {MPP_PLAUSIBLE[0]:g}-{MPP_PLAUSIBLE[1]:g})."),
         click.option("--tissue-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True),
         click.option("--skip-errors", is_flag=True, help="Record a failing slide and go on."),
     ]

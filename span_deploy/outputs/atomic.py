@@ -12,12 +12,40 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import OutputError
+
+
+def ensure_dir(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (and parents), or say plainly why an output cannot go there. Commands call
+    it (through ``check_output``) before any work, so a bad -o never costs a whole run."""
+    folder = Path(folder)
+    blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(f"cannot write under {folder}: {blocker} is a file, not a folder; choose another "
+                          "output path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the output folder {folder}: {e.strerror or e}; choose another "
+                          "output path") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into {folder}: permission denied; choose another output path")
+    return folder
+
+
+def check_output(final: str | os.PathLike) -> Path:
+    """Fail early and clearly when ``final`` cannot be written (its folder is made if missing)."""
+    final = Path(final)
+    if final.is_dir():
+        raise OutputError(f"{final} is a folder; give a file name to write")
+    ensure_dir(final.parent)
+    return final
+
 
 @contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path next to ``final`` (same suffix, so writers infer the format)."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    final = check_output(final)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{final.suffix}", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)

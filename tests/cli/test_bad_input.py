@@ -92,3 +92,41 @@ def test_separate_model_and_task_yaml(tmp_path):
     task = {k: v for k, v in full.items() if k != "model"}
     (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
     assert load_config(model_yaml=tmp_path / "span.yaml", task_yaml=tmp_path / "task.yaml") == load_config(CASE / "config.yaml")
+
+
+def _demo():
+    from tests.cases import REPO
+    return REPO / "samples" / "demo"
+
+
+@pytest.mark.parametrize("command", ["predict", "run", "export", "bench"])
+def test_output_under_a_regular_file_is_one_clear_line(tmp_path, command):
+    """-o / --json below a regular file: exit 2 before any work, no traceback, nothing written."""
+    from tests.cases import REPO
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    demo = _demo()
+    args = {
+        "predict": ["predict", CASE / "slide.h5", "--checkpoint", CASE / "checkpoint.pt", "--config",
+                    CASE / "config.yaml", "-o", blocker / "x.json"],
+        "run": ["run", REPO / "samples" / "data" / "CMU-1-Small-Region.svs", "--model", demo / "span.onnx",
+                "--output", blocker / "x", "--no-progress"],
+        "export": ["export", "--checkpoint", demo / "checkpoint.pt", "--config", demo / "config.yaml",
+                   "-o", blocker / "x.onnx"],
+        "bench": ["bench", "--model", demo / "span.onnx", "--tokens", "100", "--json", blocker / "b.json"],
+    }[command]
+    r = cli(*args)
+    assert r.returncode == 2, r.stderr
+    assert "is a file, not a folder" in r.stderr and "Traceback" not in r.stderr
+    assert blocker.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+@pytest.mark.parametrize("option,value", [("--target-mpp", "-1"), ("--target-mpp", "0"), ("--mpp", "1e9"),
+                                          ("--target-mpp", "nan")])
+def test_resolution_options_are_range_checked(tmp_path, option, value):
+    from tests.cases import REPO
+    r = subprocess.run([sys.executable, "-m", "span_deploy.cli", "run",
+                        str(REPO / "samples" / "data" / "CMU-1-Small-Region.svs"), "--model",
+                        str(_demo() / "span.onnx"), "--output", str(tmp_path / "o"), option, value],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Invalid value for" in r.stderr and not (tmp_path / "o").exists()
