@@ -193,10 +193,11 @@ def run_slides(paths: Iterable[str | os.PathLike], encoder: Encoder, backend: Ba
     Without ``skip_errors`` the first failure is recorded in summary.csv and re-raised.
     """
     paths = [Path(p) for p in paths]
-    output_dir = ensure_dir(output_dir)
+    output_dir = Path(output_dir)
     opts = replace(options or SlideOptions(), batch_size=batch_size, workers=workers)
     check_feature_dims(encoder, backend)
     dirs = slide_dirs(paths, output_dir)
+    ensure_dir(output_dir)          # after the checks: a refused run leaves no folder behind
     records: list[dict[str, Any]] = []
     summary = output_dir / "summary.csv"
     for path, sdir in zip(paths, dirs):
