@@ -226,7 +226,7 @@ def from_official(cfg: dict[str, Any], where: str = "config") -> SpanConfig:
     """Resolve a composed official config dict (``model:``, ``task``, head section)."""
     if not isinstance(cfg, dict) or "model" not in cfg or not isinstance(cfg["model"], dict):
         raise ConfigError(f"{where}: no 'model:' section; expected the official composed config "
-                          "(model/span.yaml under 'model:' plus the task section), or pass --model-config and --task-config")
+                          "(model/span.yaml under 'model:' plus the task section), or compose the two YAMLs: the official model/span.yaml under a 'model:' key plus the task keys")
     m = cfg["model"]
     task = str(cfg.get("task", "classification")).strip().lower()
     if task not in ("classification", "survival", "segmentation"):

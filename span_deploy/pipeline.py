@@ -11,6 +11,7 @@ atomically. The encoder is anything with ``feature_dim`` and ``__call__(uint8 (B
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from collections.abc import Iterable, Iterator
@@ -67,6 +68,18 @@ def check_feature_dims(encoder: Encoder, backend: Backend) -> None:
                           "encoder the model was trained with (e.g. R50 -> 1024, CONCH -> 512).")
 
 
+def run_settings(opts: SlideOptions, encoder: Encoder, backend: Backend) -> dict[str, Any]:
+    """What decides a slide's outputs; --resume redoes a slide whose result.json has others.
+    (Model identity: the backend's name, the encoder's name and the model config, not the weights.)"""
+    import hashlib
+    import json as _json
+
+    cfg = _json.dumps(backend.cfg.to_dict(), sort_keys=True, default=str).encode()
+    return {"target_mpp": opts.target_mpp, "mpp": opts.mpp, "tissue_threshold": opts.tissue_threshold,
+            "tissue_mode": opts.tissue_mode, "threshold": opts.threshold, "encoder": encoder.name,
+            "backend": backend.name, "model_config_sha256": hashlib.sha256(cfg).hexdigest()[:16]}
+
+
 # --- features -----------------------------------------------------------------------------
 def extract_features(reader: SlideReader, coords: np.ndarray, encoder: Encoder,
                      batch_size: int = 64, workers: int = 2, progress: bool = False) -> np.ndarray:
@@ -98,7 +111,8 @@ def _check_result(result: SpanResult, n: int, path: Path) -> None:
 
 # --- one slide ----------------------------------------------------------------------------
 def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
-                  slide_dir: str | os.PathLike, opts: SlideOptions = SlideOptions()) -> dict[str, Any]:
+                  slide_dir: str | os.PathLike, opts: SlideOptions = SlideOptions(),
+                  settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one slide end to end and write its outputs; returns the result record."""
     path, slide_dir = Path(path), Path(slide_dir)
     t0 = time.perf_counter()
@@ -139,6 +153,7 @@ def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
         "prediction": _prediction(result, threshold),
         **({} if seg else {"logits": np.asarray(result.logits).tolist()}),
         "geometry": geometry,
+        "settings": settings if settings is not None else run_settings(opts, encoder, backend),
         "timings": {"tiling": t1 - t0, "features": t2 - t1, "span": t3 - t2b,
                     "tiles_per_s": len(grid) / max(t2 - t1, 1e-9), **result.timings},
         "outputs": {k: str(slide_dir / v) for k, v in
@@ -198,17 +213,22 @@ def run_slides(paths: Iterable[str | os.PathLike], encoder: Encoder, backend: Ba
     check_feature_dims(encoder, backend)
     dirs = slide_dirs(paths, output_dir)
     ensure_dir(output_dir)          # after the checks: a refused run leaves no folder behind
+    settings = run_settings(opts, encoder, backend)
     records: list[dict[str, Any]] = []
     summary = output_dir / "summary.csv"
     for path, sdir in zip(paths, dirs):
         done = sdir / "result.json"
         if resume and done.is_file():
             rec = read_slide_json(done)
-            records.append({**rec, "status": "skipped", "result_json": str(done), "seconds": 0.0})
-            continue
+            if rec.get("settings") == settings:
+                records.append({**rec, "status": "skipped", "result_json": str(done), "seconds": 0.0})
+                continue
+            changed = sorted(k for k in settings if (rec.get("settings") or {}).get(k) != settings[k])
+            print(f"note: {path.name} was done with other settings ({', '.join(changed)}): redoing it",
+                  file=sys.stderr)
         t0 = time.perf_counter()
         try:
-            rec = process_slide(path, encoder, backend, sdir, opts)
+            rec = process_slide(path, encoder, backend, sdir, opts, settings)
             records.append({**rec, "result_json": str(done)})
         except Exception as e:
             rec = {"slide": str(path), "status": "failed", "error_type": type(e).__name__,

@@ -53,6 +53,12 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"{p}: not a readable safetensors file ({e})") from None
     else:
+        head = p.read_bytes()[:4] if p.stat().st_size else b""
+        # torch.save writes a zip ("PK\x03\x04"); legacy files start with a pickle protocol byte
+        if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+            what = "empty file" if not head else "neither a torch.save zip nor a pickle"
+            raise CheckpointError(f"{p}: not a PyTorch checkpoint ({what}); pass the .pt / .pth / "
+                                  ".safetensors file the model was trained with")
         try:
             obj = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - pickle errors come in many types

@@ -197,6 +197,7 @@ def write_json(doc: dict[str, Any], path: str | os.PathLike[str]) -> None:
     from ..outputs.atomic import check_output
     p = check_output(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.chmod(tmp, 0o644)                      # mkstemp makes 0600; a report is meant to be shared
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2, allow_nan=False)

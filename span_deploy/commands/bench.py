@@ -14,6 +14,23 @@ DEFAULT_TOKENS = "1000,10000,100000"
 MODEL_SUFFIXES = (".onnx", ".engine", ".plan", ".trt")
 
 
+# Peak host memory per token of a forward, as measured (bench/onnx_backends.py): 2.8-5 GiB at 100k
+# tokens and F = 1024, i.e. about 10x the float32 features. Below that a run cannot fit.
+BYTES_PER_TOKEN_PER_FEATURE = 4 * 8
+
+
+def check_memory(n_tokens: int, feat_dim: int) -> None:
+    """Refuse a synthetic slide that cannot fit in memory before building it (not after 12 s)."""
+    import psutil
+
+    need = n_tokens * feat_dim * BYTES_PER_TOKEN_PER_FEATURE
+    have = psutil.virtual_memory().available
+    if need > have:
+        raise click.BadParameter(
+            f"{n_tokens:,} tokens x {feat_dim} features need at least ~{need / 2**30:.1f} GiB, this machine has "
+            f"{have / 2**30:.1f} GiB available; use fewer --tokens", param_hint="--tokens")
+
+
 def parse_tokens(text: str) -> list[int]:
     """'1000,10k,0.1m' -> [1000, 10000, 100000]; sorted, unique, each >= 1."""
     out = []
@@ -116,6 +133,8 @@ def command(model: Path | None, checkpoint: Path | None, config_path: Path | Non
     if iterations is not None and duration is not None:
         raise click.UsageError("give either --iterations or --duration, not both")
     sizes = parse_tokens(tokens or DEFAULT_TOKENS) if slide is None else None
+    if sizes:
+        check_memory(max(sizes), feat_dim or 1024)
 
     try:
         from .. import backends as B

@@ -14,11 +14,11 @@ from .run import expand_slides, load_models, slide_options
 @click.argument("slides", nargs=-1, required=True)
 @slide_options
 def command(slides, model, encoder, output, batch_size, workers, device, mpp, target_mpp,
-            tissue_threshold, skip_errors) -> None:
+            tissue_threshold, skip_errors, config_path) -> None:
     """Write the SPAN slide embedding of each of SLIDES. Exit status 1 if any slide failed."""
     from ..errors import SpanDeployError
     from ..pipeline import SlideOptions, embed_slide
-    enc, backend = load_models(model, encoder, device)
+    enc, backend = load_models(model, encoder, device, config_path)
     opts = SlideOptions(target_mpp=target_mpp, mpp=mpp, tissue_threshold=tissue_threshold)
     failed = 0
     for path in expand_slides(slides):

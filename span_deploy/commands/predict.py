@@ -43,7 +43,11 @@ def command(features: Path, checkpoint: Path | None, config_path: Path | None, m
     sf = read_features(features, feat_dim=be.feat_dim)
     if threshold is not None and be.cfg.task != "segmentation":
         raise click.UsageError(f"--threshold applies to segmentation models; this one is {be.cfg.task}")
-    result = be.run(sf.coords, sf.feats)
+    from ..errors import RulebookError
+    try:
+        result = be.run(sf.coords, sf.feats)
+    except RulebookError as e:   # e.g. two patches in one grid cell: say which file
+        raise RulebookError(f"{features}: {e}") from None
     doc = {"slide": str(features), "backend": be.name, **prediction_dict(result, threshold)}
     text = json.dumps(doc, indent=1)
     if output is None:

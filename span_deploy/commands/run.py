@@ -24,14 +24,25 @@ SLIDE_SUFFIXES = {".svs", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".tif", ".ti
 
 
 def expand_slides(items: tuple[str, ...]) -> list[Path]:
-    """Files as given; a directory contributes its slide files (sorted, not recursive)."""
+    """Files as given; a directory contributes its slide files (sorted, not recursive). Existing
+    files that are not slides by their extension (a README caught by a glob) are left out with
+    one line on stderr; no slide at all is an error."""
     out: list[Path] = []
+    ignored: list[Path] = []
     for s in items:
         p = Path(s)
         if p.is_dir():
             out += sorted(q for q in p.iterdir() if q.suffix.lower() in SLIDE_SUFFIXES)
+        elif p.is_file() and p.suffix.lower() not in SLIDE_SUFFIXES:
+            ignored.append(p)
         else:
             out.append(p)       # missing files fail per slide, with a clear SlideError
+    if ignored:
+        click.echo(f"note: {len(ignored)} file(s) are not slides by their extension and are left out: "
+                   + ", ".join(str(p) for p in ignored[:5]) + (" ..." if len(ignored) > 5 else ""), err=True)
+    if not out:
+        raise ConfigError(f"no slide files in {', '.join(items)} (slide extensions: "
+                          f"{', '.join(sorted(SLIDE_SUFFIXES))})")
     return out
 
 
@@ -50,7 +61,7 @@ def slide_options(f):
     """Options shared by run and embed."""
     opts = [
         click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False),
-                     help="SPAN model (checkpoint or exported ONNX)."),
+                     help="SPAN model: an exported model.onnx / model.engine, or a checkpoint with --config."),
         click.option("--encoder", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="Patch encoder ONNX (default: encoder.onnx next to --model)."),
         click.option("--output", "-o", required=True, type=click.Path(file_okay=False)),
@@ -65,16 +76,32 @@ def slide_options(f):
                      help=f"Tile resolution in µm/px (0.5 = 20x; {MPP_PLAUSIBLE[0]:g}-{MPP_PLAUSIBLE[1]:g})."),
         click.option("--tissue-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True),
         click.option("--skip-errors", is_flag=True, help="Record a failing slide and go on."),
+        click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="The official config YAML, when --model is a checkpoint (exported on the fly)."),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
 
 
-def load_models(model: str, encoder: str | None, device: str):
-    from ..backends import open_backend          # lazy: backends may pull heavier deps
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
+def load_models(model: str, encoder: str | None, device: str, config: str | None = None):
+    """The patch encoder and the SPAN backend. A checkpoint (with --config) is exported once to the
+    cache and run on ONNX Runtime: the custom-op variant when its library is built, else portable."""
+    from ..backends import available_backends, open_backend          # lazy: backends may pull heavier deps
     from ..encoders.runner import OnnxEncoder
-    return OnnxEncoder(resolve_encoder(encoder, model), device=device), open_backend(model, device=device)
+    enc = OnnxEncoder(resolve_encoder(encoder, model), device=device)
+    if Path(model).suffix.lower() in CHECKPOINT_SUFFIXES:
+        if config is None:
+            raise click.UsageError(f"{model} is a checkpoint: give its official config with --config "
+                                   "(or pass an exported model.onnx / model.engine)")
+        name = "ort" if "ort" in available_backends() else "ort-portable"
+        return enc, open_backend(name, checkpoint=model, config=config, device=device)
+    if config is not None:
+        raise click.UsageError("--config is only for a checkpoint --model; an exported model carries its config")
+    return enc, open_backend(model, device=device)
 
 
 @click.command("run")
@@ -85,10 +112,10 @@ def load_models(model: str, encoder: str | None, device: str):
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
               help="Segmentation models: tile positive at probability >= this [default: the model's].")
 def command(slides, model, encoder, output, batch_size, workers, device, mpp, target_mpp,
-            tissue_threshold, skip_errors, resume, progress, threshold) -> None:
+            tissue_threshold, skip_errors, config_path, resume, progress, threshold) -> None:
     """Run SPAN on SLIDES (files or directories). Exit status 1 if any slide failed."""
     from ..pipeline import SlideOptions, run_slides
-    enc, backend = load_models(model, encoder, device)
+    enc, backend = load_models(model, encoder, device, config_path)
     if threshold is not None and backend.cfg.task != "segmentation":
         raise click.UsageError(f"--threshold applies to segmentation models; {model} is {backend.cfg.task}")
     opts = SlideOptions(target_mpp=target_mpp, mpp=mpp, tissue_threshold=tissue_threshold,

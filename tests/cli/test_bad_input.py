@@ -2,6 +2,7 @@
 non-zero exit, no output written."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -37,6 +38,7 @@ def test_duplicate_cells_are_refused_by_the_cli(case, tmp_path):
             "--output", out)
     assert r.returncode != 0
     assert "grid cell" in r.stderr and "1 patch(es)" in r.stderr
+    assert str(case / "slide.h5") in r.stderr                       # which file
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -130,3 +132,57 @@ def test_resolution_options_are_range_checked(tmp_path, option, value):
                         str(_demo() / "span.onnx"), "--output", str(tmp_path / "o"), option, value],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Invalid value for" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_non_slides_in_a_glob_are_left_out_and_an_empty_folder_is_an_error(tmp_path):
+    from tests.cases import REPO
+    svs = REPO / "samples" / "data" / "CMU-1-Small-Region.svs"
+    notes = tmp_path / "README.md"
+    notes.write_text("not a slide")
+    r = cli("run", svs, notes, "--model", _demo() / "span.onnx", "--output", tmp_path / "o", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "1 file(s) are not slides by their extension and are left out: " in r.stderr and "1 ok" in r.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = cli("run", empty, "--model", _demo() / "span.onnx", "--output", tmp_path / "o2")
+    assert r.returncode == 2 and "no slide files in" in r.stderr and not (tmp_path / "o2").exists()
+
+
+def test_bench_refuses_an_impossible_size_up_front():
+    import time
+    t0 = time.perf_counter()
+    r = cli("bench", "--model", _demo() / "span.onnx", "--tokens", "10000000000")
+    assert r.returncode == 2 and "GiB available; use fewer --tokens" in r.stderr
+    assert time.perf_counter() - t0 < 30 and "Traceback" not in r.stderr
+
+
+def test_bench_json_is_readable_by_others_and_export_is_quiet(tmp_path):
+    import stat
+    r = cli("bench", "--model", _demo() / "span.onnx", "--tokens", "50", "--iterations", "1", "--warmup", "0",
+            "--no-gemm", "--json", tmp_path / "b.json")
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o644
+    r = cli("export", "--checkpoint", _demo() / "checkpoint.pt", "--config", _demo() / "config.yaml",
+            "-o", tmp_path / "m.onnx")
+    assert r.returncode == 0 and "Warning" not in r.stderr, r.stderr
+
+
+def test_run_and_embed_take_a_checkpoint_with_its_config(tmp_path):
+    """--model checkpoint.pt --config config.yaml: exported once on the fly, same result as the ONNX."""
+    from tests.cases import REPO
+    svs, demo = REPO / "samples" / "data" / "CMU-1-Small-Region.svs", _demo()
+    r = cli("run", svs, "--model", demo / "checkpoint.pt", "--output", tmp_path / "o")
+    assert r.returncode == 2 and "is a checkpoint: give its official config with --config" in r.stderr
+    r = cli("run", svs, "--model", demo / "checkpoint.pt", "--config", demo / "config.yaml",
+            "--encoder", demo / "encoder.onnx", "--output", tmp_path / "o", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    r2 = cli("run", svs, "--model", demo / "span.onnx", "--output", tmp_path / "p", "--no-progress")
+    assert r2.returncode == 0, r2.stderr
+    a = json.loads((tmp_path / "o" / "CMU-1-Small-Region" / "result.json").read_text())["logits"]
+    b = json.loads((tmp_path / "p" / "CMU-1-Small-Region" / "result.json").read_text())["logits"]
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+    r = cli("embed", svs, "--model", demo / "checkpoint.pt", "--config", demo / "config.yaml",
+            "--encoder", demo / "encoder.onnx", "--output", tmp_path / "e")
+    assert r.returncode == 0, r.stderr
+    r = cli("embed", svs, "--model", demo / "span.onnx", "--config", demo / "config.yaml", "--output", tmp_path / "f")
+    assert r.returncode == 2 and "--config is only for a checkpoint" in r.stderr

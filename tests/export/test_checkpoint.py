@@ -46,3 +46,11 @@ def test_key_mismatch_names_the_knob(tmp_path):
     p.write_text(yaml.safe_dump(cfg))
     with pytest.raises(CheckpointError, match=r"(?s)missing.*pos_encoder.slopes.*unexpected.*table_RPB.*model.pos_emb"):
         load_model(CASE / "checkpoint.pt", p)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, this is a config file\n", b"model:\n  slide_configs: 111\n"])
+def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path, content):
+    p = tmp_path / "ckpt.pt"
+    p.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+        read_state_dict(p)

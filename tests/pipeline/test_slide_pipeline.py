@@ -77,6 +77,21 @@ def test_resume_and_stop_on_error(slides, tmp_path):
     assert _summary(out)["good1.tif"]["n_tiles"] == "12"
 
 
+def test_resume_redoes_slides_done_with_other_settings(slides, tmp_path, capsys):
+    good1, good2, _, _ = slides
+    out, enc, be = tmp_path / "out", MeanColourEncoder(), StandInBackend(6)
+    run_slides([good1, good2], enc, be, out)
+    assert len(be.calls) == 2
+    recs = run_slides([good1, good2], enc, be, out, resume=True)
+    assert [r["status"] for r in recs] == ["skipped", "skipped"] and len(be.calls) == 2
+    other = SlideOptions(tissue_threshold=0.5)
+    recs = run_slides([good1, good2], enc, be, out, resume=True, options=other)
+    assert [r["status"] for r in recs] == ["ok", "ok"] and len(be.calls) == 4
+    assert "done with other settings (tissue_threshold): redoing it" in capsys.readouterr().err
+    rec = json.loads((out / "good1" / "result.json").read_text())
+    assert rec["settings"]["tissue_threshold"] == 0.5 and rec["settings"]["encoder"] == "mean-colour"
+
+
 def test_corrupt_tile_mid_slide(make_slide, tmp_path):
     """A bad tile in level 0 (file opens fine) fails the slide from a reader thread."""
     import tifffile
