@@ -1,6 +1,8 @@
 """Slide -> tissue tiles -> encoder (batched, streaming) -> features + coords -> SPAN -> outputs.
 
-Per slide, under ``output_dir/<slide stem>/``: ``features.h5`` (see outputs/h5.py),
+Per slide, under ``output_dir/<slide stem>/``: ``<slide stem>.h5`` (the features; named after the
+slide because the official SPAN loader and TRIDENT/CLAM readers name a slide by its h5's basename;
+see outputs/h5.py),
 ``embedding.npy`` (slide embedding), ``heatmap.png``, ``tiles.geojson`` and, written last,
 ``result.json`` -- its presence marks the slide done (``resume``). A failed slide gets
 ``error.json`` instead (not a done marker: resume retries it). ``output_dir/summary.csv``
@@ -128,10 +130,13 @@ def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
                 "mpp": c.mpp, "level0_mpp": c.mpp0, "mpp_source": c.mpp_source,
                 "level0_width": reader.dimensions[0], "level0_height": reader.dimensions[1],
                 "tissue_mode": grid.mask.mode, "tissue_threshold": opts.tissue_threshold}
-    h5_attrs = {**geometry, "slide": str(path), "encoder": encoder.name}
+    # TRIDENT's coords attributes (magnification by the 10 / (µm/px) convention the reader uses)
+    h5_attrs = {**geometry, "slide": str(path), "encoder": encoder.name, "name": path.stem, "overlap": 0,
+                "level0_magnification": round(10.0 / c.mpp0, 3), "target_magnification": round(10.0 / opts.target_mpp, 3)}
+    h5_path = slide_dir / f"{path.stem}.h5"
     seg = backend.cfg.task == "segmentation"
     if not seg:   # written before SPAN runs, so a failing model still leaves the features
-        write_features_h5(slide_dir / "features.h5", feats, grid.coords, grid.cords, h5_attrs)
+        write_features_h5(h5_path, feats, grid.coords, grid.cords, h5_attrs)
     t2b = time.perf_counter()
     result = backend.run(grid.cords, feats)
     t3 = time.perf_counter()
@@ -139,7 +144,7 @@ def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
     threshold = None
     if seg:       # one write, with the per-patch probabilities next to the features
         threshold = float(result.threshold if opts.threshold is None else opts.threshold)
-        write_features_h5(slide_dir / "features.h5", feats, grid.coords, grid.cords,
+        write_features_h5(h5_path, feats, grid.coords, grid.cords,
                           {**h5_attrs, "threshold": threshold},
                           extra={"patch_probabilities": np.asarray(result.patch_scores, np.float32),
                                  "patch_logits": np.asarray(result.patch_logits, np.float32)})
@@ -157,7 +162,7 @@ def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
         "timings": {"tiling": t1 - t0, "features": t2 - t1, "span": t3 - t2b,
                     "tiles_per_s": len(grid) / max(t2 - t1, 1e-9), **result.timings},
         "outputs": {k: str(slide_dir / v) for k, v in
-                    (("features", "features.h5"), ("embedding", "embedding.npy"),
+                    (("features", h5_path.name), ("embedding", "embedding.npy"),
                      ("heatmap", "heatmap.png"), ("geojson", "tiles.geojson"))
                     + ((("regions", "regions.geojson"),) if seg and opts.geojson else ())},
     }

@@ -25,12 +25,12 @@ if "$work/venv/bin/python" -c "import torch" 2>/dev/null; then
 fi
 "$work/venv/bin/span-deploy" run samples/data/CMU-1-Small-Region.svs --model samples/demo/span.onnx \
     --output "$work/demo"
-for f in result.json heatmap.png tiles.geojson features.h5 embedding.npy; do
+for f in result.json heatmap.png tiles.geojson CMU-1-Small-Region.h5 embedding.npy; do
     [[ -s $work/demo/CMU-1-Small-Region/$f ]] || { echo "check_runtime_only: demo wrote no $f" >&2; exit 1; }
 done
 "$work/venv/bin/span-deploy" run samples/data/CMU-1-Small-Region.svs --model samples/demo/segmentation/span.onnx \
     --encoder samples/demo/encoder.onnx --output "$work/seg" --no-progress
-for f in result.json heatmap.png tiles.geojson regions.geojson features.h5; do
+for f in result.json heatmap.png tiles.geojson regions.geojson CMU-1-Small-Region.h5; do
     [[ -s $work/seg/CMU-1-Small-Region/$f ]] || { echo "check_runtime_only: segmentation demo wrote no $f" >&2; exit 1; }
 done
 "$work/venv/bin/span-deploy" predict "$case_dir/slide.h5" --model "$work/model.onnx" --backend ort \

@@ -74,7 +74,12 @@ def slide_options(f):
                           f"{MPP_PLAUSIBLE[1]:g})."),
         click.option("--target-mpp", type=FiniteRange(*MPP_PLAUSIBLE), default=0.5, show_default=True,
                      help=f"Tile resolution in µm/px (0.5 = 20x; {MPP_PLAUSIBLE[0]:g}-{MPP_PLAUSIBLE[1]:g})."),
-        click.option("--tissue-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True),
+        click.option("--tissue-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+                     help="Fraction of a tile's area (0-1) that must be tissue for the tile to be used."),
+        click.option("--threads", type=click.IntRange(1), default=None,
+                     help="Intra-op threads of the encoder and SPAN sessions [default: the runtime's]."),
+        click.option("--progress/--no-progress", default=True, show_default=True),
+        click.option("--resume", is_flag=True, help="Skip slides already done with the same settings."),
         click.option("--skip-errors", is_flag=True, help="Record a failing slide and go on."),
         click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="The official config YAML, when --model is a checkpoint (exported on the fly)."),
@@ -87,35 +92,34 @@ def slide_options(f):
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
 
-def load_models(model: str, encoder: str | None, device: str, config: str | None = None):
+def load_models(model: str, encoder: str | None, device: str, config: str | None = None,
+                threads: int | None = None):
     """The patch encoder and the SPAN backend. A checkpoint (with --config) is exported once to the
     cache and run on ONNX Runtime: the custom-op variant when its library is built, else portable."""
     from ..backends import available_backends, open_backend          # lazy: backends may pull heavier deps
     from ..encoders.runner import OnnxEncoder
-    enc = OnnxEncoder(resolve_encoder(encoder, model), device=device)
+    enc = OnnxEncoder(resolve_encoder(encoder, model), device=device, threads=threads)
     if Path(model).suffix.lower() in CHECKPOINT_SUFFIXES:
         if config is None:
             raise click.UsageError(f"{model} is a checkpoint: give its official config with --config "
                                    "(or pass an exported model.onnx / model.engine)")
         name = "ort" if "ort" in available_backends() else "ort-portable"
-        return enc, open_backend(name, checkpoint=model, config=config, device=device)
+        return enc, open_backend(name, checkpoint=model, config=config, device=device, threads=threads)
     if config is not None:
         raise click.UsageError("--config is only for a checkpoint --model; an exported model carries its config")
-    return enc, open_backend(model, device=device)
+    return enc, open_backend(model, device=device, threads=threads)
 
 
 @click.command("run")
 @click.argument("slides", nargs=-1, required=True)
 @slide_options
-@click.option("--resume", is_flag=True, help="Skip slides whose result.json exists.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
               help="Segmentation models: tile positive at probability >= this [default: the model's].")
 def command(slides, model, encoder, output, batch_size, workers, device, mpp, target_mpp,
-            tissue_threshold, skip_errors, config_path, resume, progress, threshold) -> None:
+            tissue_threshold, skip_errors, config_path, threads, progress, resume, threshold) -> None:
     """Run SPAN on SLIDES (files or directories). Exit status 1 if any slide failed."""
     from ..pipeline import SlideOptions, run_slides
-    enc, backend = load_models(model, encoder, device, config_path)
+    enc, backend = load_models(model, encoder, device, config_path, threads)
     if threshold is not None and backend.cfg.task != "segmentation":
         raise click.UsageError(f"--threshold applies to segmentation models; {model} is {backend.cfg.task}")
     opts = SlideOptions(target_mpp=target_mpp, mpp=mpp, tissue_threshold=tissue_threshold,

@@ -53,7 +53,7 @@ def _model_backend(path: Path) -> str:
 @click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
               help="Deployed model(s) to check: model.onnx (plugin -> ort, portable -> ort-portable) or "
                    "model.engine (trt). Repeatable. Backends without one export the checkpoint on the fly.")
-@click.option("--backends", default=None,
+@click.option("--backends", "--backend", "backends", default=None,
               help="Comma-separated: ort,ort-portable,trt (default: every available one; trt needs an engine).")
 @click.option("--atol", default=1e-4, show_default=True, type=float)
 @click.option("--rtol", default=0.0, show_default=True, type=float)

@@ -42,10 +42,13 @@ def test_run_outputs_and_skip_errors(slides, tmp_path):
     assert "truncated" in s["trunc.tif"]["error"]
     assert (out / "blank" / "error.json").is_file() and not (out / "blank" / "result.json").exists()
     d = out / "good1"
-    assert sorted(p.name for p in d.iterdir()) == ["embedding.npy", "features.h5", "heatmap.png",
+    assert sorted(p.name for p in d.iterdir()) == ["embedding.npy", "good1.h5", "heatmap.png",
                                                    "result.json", "tiles.geojson"]
-    with h5py.File(d / "features.h5") as f:
+    with h5py.File(d / "good1.h5") as f:       # named after the slide, as the official loader expects
         feats, coords, cords = f["feats"][()], f["coords"][()], f["cords"][()]
+        attrs = dict(f["coords"].attrs)
+    assert attrs["name"] == "good1" and attrs["overlap"] == 0 and attrs["patch_size"] == 224
+    assert attrs["level0_magnification"] == 20.0 and attrs["target_magnification"] == 20.0  # 0.5 µm/px
     # the features are the encoder's output on the tiles at those coords (pink tissue)
     with open_slide(good1) as r:
         ref = enc(np.stack([r.read_tile(*xy) for xy in coords]))
@@ -106,7 +109,7 @@ def test_corrupt_tile_mid_slide(make_slide, tmp_path):
                       skip_errors=True)
     assert recs[0]["status"] == "failed" and "cannot decode the tile" in recs[0]["error"]
     assert "cm.tif" in recs[0]["error"] and not (out / "cm" / "result.json").exists()
-    assert not (out / "cm" / "features.h5").exists()
+    assert not (out / "cm" / "cm.h5").exists()
 
 
 def test_feature_dim_mismatch_before_reading(slides, tmp_path):
@@ -233,7 +236,7 @@ def test_run_with_the_demo_segmentation_model(tmp_path, threshold):
     t = 0.5 if threshold is None else threshold
     assert rec["task"] == "segmentation" and pred["threshold"] == t and pred["num_patches"] == rec["n_tiles"] == 51
     probs = np.asarray(pred["patch_probabilities"], np.float32)
-    with h5py.File(d / "features.h5") as f:
+    with h5py.File(d / "CMU-1-Small-Region.h5") as f:
         np.testing.assert_array_equal(f["patch_probabilities"][()], probs)
         assert f.attrs["threshold"] == t
         grid = f["cords"][()] // 224
@@ -248,7 +251,7 @@ def test_run_with_the_demo_segmentation_model(tmp_path, threshold):
     assert 0 < len(positive) < len(probs)
     assert len(regions) == _components4(positive)               # one annotation per connected region
     step0 = rec["geometry"]["patch_size_level0"]
-    with h5py.File(d / "features.h5") as f:
+    with h5py.File(d / "CMU-1-Small-Region.h5") as f:
         coords = f["coords"][()]
     for (x, y), p in zip(coords.tolist(), probs):
         inside = sum(g.contains(Point(x + step0 / 2, y + step0 / 2)) for g in geoms)

@@ -44,8 +44,21 @@ def export_checkpoint(checkpoint: str | Path, config: str | Path, out: str | Pat
     return export(checkpoint, config, out, attention=attention, opset=opset, fp16=fp16)
 
 
+CACHE_KEEP = 8          # on-the-fly exports kept (the most recently used); a model is 1-400 MB
+
+
 def cache_dir() -> Path:
+    """Where checkpoints given to --backend ort / ort-portable / run --model CKPT are exported:
+    $SPAN_DEPLOY_CACHE, else ~/.cache/span-deploy."""
     return Path(os.environ.get("SPAN_DEPLOY_CACHE", Path.home() / ".cache" / "span-deploy"))
+
+
+def prune_cache(folder: Path, keep: int = CACHE_KEEP) -> list[Path]:
+    """Delete all but the ``keep`` most recently used exports; returns what was removed."""
+    files = sorted(folder.glob("span-*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for p in files[keep:]:
+        p.unlink(missing_ok=True)
+    return files[keep:]
 
 
 def export_cached(checkpoint: str | Path, config: str | Path, attention: str) -> Path:
@@ -57,8 +70,11 @@ def export_cached(checkpoint: str | Path, config: str | Path, attention: str) ->
         h.update(Path(p).read_bytes())
     h.update(attention.encode())
     out = cache_dir() / f"span-{h.hexdigest()[:16]}-{attention}.onnx"
-    if not out.exists():
+    if out.exists():
+        os.utime(out)      # mark it used: pruning keeps the most recently used
+    else:
         _require(f"--backend {'ort' if attention == 'plugin' else 'ort-portable'} with a checkpoint "
                  "(exported on the fly; or pass an exported --model)")
         export_checkpoint(checkpoint, config, out, attention=attention)
+        prune_cache(out.parent)
     return out

@@ -29,9 +29,9 @@ def test_every_backend_follows_the_protocol():
 def test_export_cached_exports_once():
     a = export_cached(TINY / "checkpoint.pt", TINY / "config.yaml", "portable")
     assert a.parent == cache_dir() and a.is_file()
-    stamp = a.stat().st_mtime_ns
+    inode = a.stat().st_ino                      # a re-export would replace the file (a new inode)
     b = export_cached(TINY / "checkpoint.pt", TINY / "config.yaml", "portable")
-    assert b == a and b.stat().st_mtime_ns == stamp
+    assert b == a and b.stat().st_ino == inode
     assert export_cached(TINY / "checkpoint.pt", TINY / "config.yaml", "plugin") != a
 
 
@@ -42,3 +42,17 @@ def test_open_backend_picks_the_backend_from_the_model():
     from span_deploy.errors import BackendError
     with pytest.raises(BackendError, match="is a portable export; use --backend ort-portable"):
         open_backend("ort", model=model)
+
+
+def test_cache_keeps_the_most_recently_used(tmp_path):
+    import os
+
+    from span_deploy.backends.torch import prune_cache
+    for i in range(12):
+        p = tmp_path / f"span-{i:016x}-portable.onnx"
+        p.write_bytes(b"x")
+        os.utime(p, (1000 + i, 1000 + i))
+    (tmp_path / "other.txt").write_text("kept")
+    removed = prune_cache(tmp_path, keep=8)
+    assert len(removed) == 4 and all(int(p.name[5:21], 16) < 4 for p in removed)
+    assert len(list(tmp_path.glob("span-*.onnx"))) == 8 and (tmp_path / "other.txt").exists()
