@@ -190,15 +190,31 @@ _TIFF_TODO = ("Re-copy the file if it is truncated; otherwise convert it to a ti
 def _diagnose_tiff(path: Path) -> str | None:
     """Why a TIFF-looking file was refused (truncated, untiled), or None if not a TIFF."""
     with open(path, "rb") as f:
-        magic = f.read(4)
+        head = f.read(16)
+    magic = head[:4]
     if magic not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
         return None
     import logging
 
     import tifffile
     size = path.stat().st_size
+    order = "little" if magic[:2] == b"II" else "big"
+    first = int.from_bytes(head[4:8] if magic[2:] in (b"*\0", b"\0*") else head[8:16], order)
+    if first >= size:   # SVS and many writers put the directories after the data: cut files lose them first
+        return f"truncated (the first image directory is at byte {first}, the file has {size} bytes)"
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
     log = logging.getLogger("tifffile")
-    was_disabled, log.disabled = log.disabled, True     # we report the problem ourselves
+    collect = Collect()
+    old_propagate, log.propagate = log.propagate, False      # we report the problem ourselves
+    log.addHandler(collect)
     try:
         with tifffile.TiffFile(path) as tf:
             pages = list(tf.pages)
@@ -206,12 +222,15 @@ def _diagnose_tiff(path: Path) -> str | None:
                 ends = [o + n for o, n in zip(pg.dataoffsets, pg.databytecounts)]
                 if ends and max(ends) > size:
                     return f"truncated (image data runs to byte {max(ends)}, file has {size})"
+            if any("offset" in m for m in collect.messages):       # the directory chain is cut
+                return f"truncated (an image directory lies past the end of the file's {size} bytes)"
             if not any(pg.is_tiled for pg in pages):
                 return "not tiled (strip TIFF); OpenSlide needs a tiled TIFF"
     except Exception as e:        # tifffile cannot parse it either: the IFD chain is broken
         return f"corrupt or truncated ({type(e).__name__}: {str(e)[:120]})"
     finally:
-        log.disabled = was_disabled
+        log.removeHandler(collect)
+        log.propagate = old_propagate
     return "no OpenSlide vendor format matched (unusual or corrupt TIFF)"
 
 

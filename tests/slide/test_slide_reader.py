@@ -163,3 +163,13 @@ def test_bad_paths(tmp_path):
     tifffile.imwrite(tmp_path / "strip.tif", np.zeros((300, 300, 3), np.uint8))
     with pytest.raises(SlideError, match="not tiled"):
         open_slide(tmp_path / "strip.tif")
+
+
+@pytest.mark.parametrize("fraction", [0.02, 0.3, 0.6, 0.7, 0.8, 0.95, 0.999])
+def test_a_cut_svs_is_reported_as_truncated(svs, tmp_path, fraction):
+    """A real SVS cut at several points: 'truncated', never 'strip TIFF' or a vendor guess."""
+    data = svs.read_bytes()
+    cut = tmp_path / "cut.svs"
+    cut.write_bytes(data[:int(len(data) * fraction)])
+    with pytest.raises(SlideError, match="truncated"):
+        open_slide(cut)
