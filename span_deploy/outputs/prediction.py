@@ -46,7 +46,8 @@ def prediction_dict(r: SpanResult, threshold: float | None = None) -> dict[str, 
         out["probabilities"] = p.tolist()
         out["predicted_class"] = int(np.argmax(p))
     out["slide_embedding"] = [float(x) for x in r.slide_embedding]
-    out["stage_sizes"] = [int(s) for s in r.stage_sizes]
+    out["num_patches"] = int(r.patch_scores.shape[0])
+    out["stage_sizes"] = [int(s) for s in r.stage_sizes]    # rows per stage incl. the padder's pad rows
     out["stage_global_tokens"] = [g.astype(float).tolist() for g in r.stage_globals]
     out["timings"] = {k: round(float(v), 6) for k, v in r.timings.items()}
     return out
