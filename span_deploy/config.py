@@ -6,6 +6,7 @@ share_qkv True, edge_mode none, conv_norm_position post, input_projection.bias T
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -216,6 +217,32 @@ def _pick(section: dict[str, Any], key: str, default: Any) -> Any:
     return default if v is None and default is not None else v
 
 
+def _num(section: dict[str, Any], key: str, default: Any, where: str, integer: bool = False,
+         lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
+    """A number from the YAML, type- and range-checked, so a wrong value is one clear line (the
+    official builder would crash on it, or build something no checkpoint fits)."""
+    v = section.get(key, default)
+    if v is None:
+        v = default
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    if ok and integer:
+        ok = float(v).is_integer()
+    if ok:
+        ok = math.isfinite(float(v)) and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or v <= hi)
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        rng = "" if lo is None else (f" > {lo:g}" if lo_open else f" >= {lo:g}") + ("" if hi is None else f" and <= {hi:g}")
+        raise ConfigError(f"{where}: {key} is {v!r}; expected {kind}{rng}")
+    return int(v) if integer else float(v)
+
+
+def _section(cfg: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    v = cfg.get(key) or {}
+    if not isinstance(v, dict):
+        raise ConfigError(f"{where}: '{key}' must be a mapping, got {type(v).__name__}")
+    return v
+
+
 def _bool(v: Any) -> bool:
     if isinstance(v, str):
         return v.strip().lower() in ("1", "true", "yes", "on")
@@ -228,6 +255,10 @@ def from_official(cfg: dict[str, Any], where: str = "config") -> SpanConfig:
         raise ConfigError(f"{where}: no 'model:' section; expected the official composed config "
                           "(model/span.yaml under 'model:' plus the task section), or compose the two YAMLs: the official model/span.yaml under a 'model:' key plus the task keys")
     m = cfg["model"]
+    for key in ("slide_configs", "trans_type", "econvs_type", "pos_emb", "global_strategy", "edge_mode",
+                "conv_norm_position", "enc_act", "dtrans_type", "dconvs_type"):
+        if m.get(key) is not None and not isinstance(m[key], (str, int)) or isinstance(m.get(key), bool):
+            raise ConfigError(f"{where}: model.{key} is {m[key]!r}; expected a name")
     task = str(cfg.get("task", "classification")).strip().lower()
     if task not in ("classification", "survival", "segmentation"):
         raise ConfigError(f"{where}: task {task!r} is not supported (classification, survival or segmentation)")
@@ -248,7 +279,7 @@ def from_official(cfg: dict[str, Any], where: str = "config") -> SpanConfig:
         raise ConfigError(f"{where}: slide_configs {slide_configs!r} must be digits 1-9, one per stage")
     fv = cfg.get("features_variant", "UNI" if task == "survival" else "R50")
     feat_dim = FEATURE_DIMS.get(str(fv).upper(), 1024) if fv is not None else 1024
-    div = int(m.get("embed_dim_div", 2))
+    div = _num(m, "embed_dim_div", 2, where, integer=True, lo=1)
     embed_dim = feat_dim // div
     heads = embed_dim // 64
     if heads < 1:
@@ -264,12 +295,12 @@ def from_official(cfg: dict[str, Any], where: str = "config") -> SpanConfig:
     conv = str(m.get("econvs_type", "dwpatchconv"))
     if conv not in CONV_TYPES:
         raise ConfigError(f"{where}: econvs_type {conv!r} is not supported; expected one of {CONV_TYPES}")
-    ip = m.get("input_projection") or {}
+    ip = _section(m, "input_projection", where)
     act = ip.get("activation")
     proj = InputProjection(
         activation=None if act is None else _act_name(act, where),
-        mlp_ratio=float(ip.get("mlp_ratio", 0.5)),
-        dropout=float(ip.get("dropout", 0.0)),
+        mlp_ratio=_num(ip, "mlp_ratio", 0.5, where, lo=0, lo_open=True),
+        dropout=_num(ip, "dropout", 0.0, where, lo=0, hi=1),
         prenorm=_bool(ip.get("prenorm", False)),
         bias=_bool(ip.get("bias", True)),
         drop_first=_bool(ip.get("drop_first", False)) if act is None else False,
@@ -286,12 +317,15 @@ def from_official(cfg: dict[str, Any], where: str = "config") -> SpanConfig:
         raise ConfigError(f"{where}: conv_norm_position {norm_pos!r} unknown; expected pre or post")
     seg = _segmentation_fields(m, cfg.get("segmentation") or {}, slide_configs, decoder_string, where) \
         if task == "segmentation" else {}
-    cf = int(m.get("channel_factor", 1))
+    cf = _num(m, "channel_factor", 1, where, integer=True, lo=1)
     if cf != 1 and task == "classification":
         raise ConfigError(f"{where}: channel_factor {cf}: the classification heads need channel_factor 1")
-    tokens = parse_tokens(list(m.get("token_init_types", [1e-4]) or []), where)
+    raw_tokens = m.get("token_init_types", [1e-4]) or []
+    if not isinstance(raw_tokens, (list, tuple)):
+        raise ConfigError(f"{where}: model.token_init_types must be a list, got {raw_tokens!r}")
+    tokens = parse_tokens(list(raw_tokens), where)
 
-    head = cfg.get(task) or {}
+    head = _section(cfg, task, where)
     if task == "segmentation":
         aggr, n_out, head = "none", 1, {}
     elif task == "classification":
@@ -305,7 +339,7 @@ def from_official(cfg: dict[str, Any], where: str = "config") -> SpanConfig:
         if aggr not in SURV_AGGR:
             raise ConfigError(f"{where}: survival.aggregation {aggr!r} unknown; expected one of {SURV_AGGR}")
         n_out = cfg.get("n_groups", head.get("n_groups"))
-        n_out = int(n_out) if n_out is not None else None
+        n_out = _num({"n_groups": n_out}, "n_groups", None, where, integer=True, lo=1) if n_out is not None else None
     if task != "segmentation" and aggr in ("multi_addition", "mean", "last", "concat", "multiattn") and not tokens and \
             not (task == "classification" and aggr == "multiattn"):
         raise ConfigError(f"{where}: token_init_types gives no global token, but the "
@@ -313,13 +347,15 @@ def from_official(cfg: dict[str, Any], where: str = "config") -> SpanConfig:
     out = SpanConfig(
         task=task, feat_dim=feat_dim, embed_dim=embed_dim, num_heads=heads, encoder_string=slide_configs,
         channel_factor=cf, trans_type=trans, conv_type=conv, activation=_act_name(m.get("enc_act", "ReLU"), where),
-        input_projection=proj, tokens=tokens, global_strategy=gs, ff_ratio=float(m.get("ff_ratio", 2)),
-        window_size=int(m.get("window_size", 3)), share_qkv=_bool(m.get("share_qkv", True)), pos_emb=pos,
-        kernel_size=int(m.get("kernel_size", 2)), stride=int(m.get("stride", 2)), dilation=int(m.get("dilation", 1)),
-        groups=int(m.get("groups", 1) or 1), conv_bias=_bool(m.get("conv_bias", False)), edge_mode=edge,
-        edge_eps=float(m.get("edge_eps", 1e-6)), conv_norm_position=norm_pos, aggr_method=aggr,
-        num_outputs=n_out, cls_drop=float(head.get("cls_drop", 0.0)), head_act=str(head.get("head_act", "relu")),
-        head_div=int(head.get("head_div", 4)), head_norm=_bool(head.get("head_norm", True)), **seg,
+        input_projection=proj, tokens=tokens, global_strategy=gs, ff_ratio=_num(m, "ff_ratio", 2, where, lo=0, lo_open=True),
+        window_size=_num(m, "window_size", 3, where, integer=True, lo=1, hi=27), share_qkv=_bool(m.get("share_qkv", True)), pos_emb=pos,
+        kernel_size=_num(m, "kernel_size", 2, where, integer=True, lo=1, hi=7),
+        stride=_num(m, "stride", 2, where, integer=True, lo=1, hi=7),
+        dilation=_num(m, "dilation", 1, where, integer=True, lo=1, hi=7),
+        groups=_num(m, "groups", 1, where, integer=True, lo=1), conv_bias=_bool(m.get("conv_bias", False)), edge_mode=edge,
+        edge_eps=_num(m, "edge_eps", 1e-6, where, lo=0, lo_open=True), conv_norm_position=norm_pos, aggr_method=aggr,
+        num_outputs=n_out, cls_drop=_num(head, "cls_drop", 0.0, where, lo=0, hi=1), head_act=str(head.get("head_act", "relu")),
+        head_div=_num(head, "head_div", 4, where, integer=True, lo=1), head_norm=_bool(head.get("head_norm", True)), **seg,
     )
     if task == "segmentation":
         _check_decoder_widths(out, where)
@@ -346,8 +382,8 @@ def _segmentation_fields(m: dict[str, Any], section: dict[str, Any], enc: str, d
     if conn not in CONNECTIONS:
         raise ConfigError(f"{where}: connection {m.get('connection')!r} is not supported; use concat, add or none")
     try:
-        skip_first = int(m.get("skip_first", 1))
-        threshold = float(section.get("threshold", 0.5))
+        skip_first = _num(m, "skip_first", 1, where, integer=True)
+        threshold = _num(section, "threshold", 0.5, where, lo=0, lo_open=True)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: model.skip_first must be an integer and segmentation.threshold a "
                           "number") from None

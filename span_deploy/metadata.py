@@ -39,7 +39,15 @@ def read_metadata(path: str | Path) -> dict:
                               "written by `span-deploy export`") from None
     for p in proto.metadata_props:
         if p.key == METADATA_KEY:
-            return json.loads(p.value)
+            try:
+                meta = json.loads(p.value)
+            except ValueError:
+                meta = None
+            if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or \
+                    meta.get("attention") not in ATTENTIONS or not isinstance(meta.get("input_names"), list):
+                raise SpanDeployError(f"{path}: its span-deploy metadata is damaged (not the JSON `span-deploy "
+                                      "export` writes); re-export the model")
+            return meta
     raise SpanDeployError(f"{path}: not a span-deploy export (no '{METADATA_KEY}' metadata); export it with "
                           "`span-deploy export`")
 
@@ -48,3 +56,12 @@ def check_rulebook_version(meta: dict, where: str | Path, rebuild: str = "re-exp
     if meta.get("rulebook_version") != RULEBOOK_VERSION:
         raise SpanDeployError(f"{where}: made for rulebook version {meta.get('rulebook_version')}, this "
                               f"span-deploy builds version {RULEBOOK_VERSION}; {rebuild}")
+
+
+def config_from_metadata(meta: dict, where: str | Path) -> SpanConfig:
+    """The SpanConfig an export carries; a damaged one is a clear error, not a TypeError."""
+    try:
+        return SpanConfig.from_dict(meta["config"])
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        raise SpanDeployError(f"{where}: the model config in its metadata is damaged ({type(e).__name__}: "
+                              f"{str(e)[:100]}); re-export the model") from None

@@ -24,19 +24,18 @@ def command(onnx_model: Path, output: Path, fp16: bool, min_tokens: int | None, 
             max_tokens: int | None, profile_file: Path | None, plugin_lib: Path | None,
             timing_cache: Path | None, workspace_mb: int | None) -> None:
     """Build a TensorRT engine from an exported model.onnx (needs TensorRT and a GPU)."""
-    from ..config import SpanConfig
     from ..backends.tensorrt.build import build_engine
     from ..backends.tensorrt.plugin import import_tensorrt
     from ..backends.tensorrt.profiles import build_profile, onnx_input_shapes, read_profile_file, resolve_tokens
     from ..errors import BackendError
-    from ..metadata import read_metadata
+    from ..metadata import config_from_metadata, read_metadata
 
     if profile_file is not None and any(v is not None for v in (min_tokens, opt_tokens, max_tokens)):
         raise click.UsageError("give either --profile or --min/--opt/--max-tokens, not both")
     if not onnx_model.is_file():
         raise BackendError(f"ONNX model not found: {onnx_model}")
     meta = read_metadata(onnx_model)
-    cfg = SpanConfig.from_dict(meta["config"])
+    cfg = config_from_metadata(meta, onnx_model)
     if profile_file is not None:
         overrides, tokens = read_profile_file(profile_file)
     else:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ...config import SpanConfig
 from ...errors import BackendError
-from ...metadata import check_rulebook_version, read_metadata
+from ...metadata import check_rulebook_version, config_from_metadata, read_metadata
 from ...native import ort_ops_library
 
 
@@ -63,6 +63,7 @@ def load_model_file(model: str | Path, device: str = "cpu", threads: int | None 
         raise BackendError(f"model file not found: {path}")
     meta = read_metadata(path)
     check_rulebook_version(meta, path)
+    cfg = config_from_metadata(meta, path)
     attention = meta["attention"]
     if expect_attention and attention != expect_attention:
         raise BackendError(f"{path} is a {attention} export; use --backend {backend_name(attention)}")
@@ -71,4 +72,4 @@ def load_model_file(model: str | Path, device: str = "cpu", threads: int | None 
         session = ort.InferenceSession(str(path), so, providers=providers(device))
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
         raise BackendError(f"{path}: ONNX Runtime could not load the model: {e}") from None
-    return OrtModel(path, meta, SpanConfig.from_dict(meta["config"]), session)
+    return OrtModel(path, meta, cfg, session)

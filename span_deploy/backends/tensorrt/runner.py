@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...config import SpanConfig
 from ...errors import BackendError
-from ...metadata import check_rulebook_version
+from ...metadata import check_rulebook_version, config_from_metadata
 from ...rulebook import build_rulebook
 from ..base import SpanResult
 from ..result import to_result
@@ -62,7 +61,7 @@ class TrtBackend:
         side = read_sidecar(self.path, data)
         meta = side["span_deploy"]
         check_rulebook_version(meta, self.path, "re-export the model and rebuild the engine")
-        self.cfg = SpanConfig.from_dict(meta["config"])
+        self.cfg = config_from_metadata(meta, self.path)
         self.input_names = meta["input_names"]
         self.output_names = meta["output_names"]
         self.attention = meta["attention"]
