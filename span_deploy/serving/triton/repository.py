@@ -102,12 +102,18 @@ def write_repository(model: str | Path, output: str | Path, encoder: str | Path 
         raise ConfigError(f"unknown instance kind {kind!r}; use cpu or gpu")
     if instances < 1 or encoder_batch < 1:
         raise ConfigError("--instances and --encoder-batch must be >= 1")
+    if encoder is not None and not Path(encoder).is_file():
+        raise ConfigError(f"encoder file not found: {encoder}")
     meta = read_metadata(model)
     from ...config import SpanConfig
 
     scfg = SpanConfig.from_dict(meta["config"])
     task, feat_dim = scfg.task, int(scfg.feat_dim)
     num_outputs = 0 if task == "segmentation" else int(scfg.num_outputs)
+    if encoder is not None:
+        edim = _encoder_dim(Path(encoder))
+        if edim != feat_dim:
+            raise ConfigError(f"the encoder gives {edim}-d features but the SPAN model expects {feat_dim}-d")
     names = ["span_features"] + (["patch_encoder", "span_slide"] if encoder else [])
     for n in names:
         if (output / n).exists():
@@ -128,11 +134,6 @@ def write_repository(model: str | Path, output: str | Path, encoder: str | Path 
     written.append(output / "span_features" / "config.pbtxt")
     if encoder:
         encoder = Path(encoder)
-        if not encoder.is_file():
-            raise ConfigError(f"encoder file not found: {encoder}")
-        edim = _encoder_dim(encoder)
-        if edim != feat_dim:
-            raise ConfigError(f"the encoder gives {edim}-d features but the SPAN model expects {feat_dim}-d")
         _version_dir(output, "patch_encoder", "patch_encoder", encoder)
         (output / "patch_encoder" / "config.pbtxt").write_text(config_text(
             "patch_encoder", "python", [Tensor("TILES", "TYPE_UINT8", (TILE, TILE, 3))],
