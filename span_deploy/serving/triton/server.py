@@ -5,8 +5,9 @@ Where the server comes from, in order: ``$SPAN_TRITONSERVER`` (the binary; its b
 with the Python backend; its shared libraries are in ``nvidia_pytriton.libs``), then
 ``tritonserver`` on PATH / ``/opt/tritonserver`` (NVIDIA's container).
 
-The Python backend's stub embeds the *system* libpython of the same minor version and ignores
-PYTHONPATH, so the server is started with ``SPAN_DEPLOY_SITE`` (this interpreter's site-packages and
+The Python backend's stub links ``libpython3.X.so`` of this interpreter's minor version: the
+server gets this interpreter's own shared library first on LD_LIBRARY_PATH when it has one (else the
+system's is used). The stub ignores PYTHONPATH, so the server is started with ``SPAN_DEPLOY_SITE`` (this interpreter's site-packages and
 the folder holding span_deploy); each generated ``model.py`` adds those with ``site.addsitedir``
 (``.pth`` files, editable installs included) before importing span_deploy.
 """
@@ -102,10 +103,31 @@ def prepare_backends(t: TritonInstall, workdir: Path) -> Path:
     return out
 
 
+def libpython_dir() -> str | None:
+    """The folder of this interpreter's libpython3.X.so, when it was built shared (pyenv, python.org)."""
+    import sysconfig
+
+    libdir, lib = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY")
+    if sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and lib and (Path(libdir) / lib).is_file():
+        return str(libdir)
+    return None
+
+
+def check_libpython() -> None:
+    """The stub cannot start without a libpython3.X.so: say so before the server fails obscurely."""
+    import ctypes.util
+
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if libpython_dir() is None and ctypes.util.find_library(f"python{version}") is None:
+        raise BackendError(f"Triton's Python backend needs libpython{version}.so (this interpreter is static); "
+                           f"install it (e.g. apt-get install libpython{version}) or use a shared-library Python")
+
+
 def server_env(t: TritonInstall) -> dict[str, str]:
     env = os.environ.copy()
-    if t.libs is not None and t.libs.is_dir():
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (env.get("LD_LIBRARY_PATH"), str(t.libs)) if p)
+    libs = str(t.libs) if t.libs is not None and t.libs.is_dir() else None
+    ld = [libpython_dir(), env.get("LD_LIBRARY_PATH"), libs]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in ld if p)
     env["SPAN_DEPLOY_SITE"] = os.pathsep.join(stub_site_paths())
     return env
 
@@ -144,6 +166,8 @@ class TritonServer:
 
     def start(self, timeout: float = 120.0) -> TritonServer:
         backends = prepare_backends(self.install, Path(self._tmp.name))
+        if self.install.stubs is not None:
+            check_libpython()
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(backends), stdout=self._log, stderr=subprocess.STDOUT,
                                      env=server_env(self.install), stdin=subprocess.DEVNULL)
