@@ -72,3 +72,17 @@ def test_bad_slide_requests(slide_server, tiles, run_record):
         infer_slide(slide_server.grpc_url, t, dup)
     out = infer_slide(slide_server.grpc_url, t, cords)
     np.testing.assert_allclose(out["LOGITS"], run_record["logits"], atol=1e-4, rtol=0)
+
+
+def test_sample_client(slide_server, run_record):
+    """samples/triton/client.py against the server: the slide through span_slide (gRPC)."""
+    from tests.cases import REPO
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(REPO / "samples" / "triton" / "client.py"), str(SAMPLE_SVS), "--slide",
+                        "--url", slide_server.grpc_url], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)
+    assert doc["model"] == "span_slide" and doc["patches"] == 51
+    np.testing.assert_allclose(doc["logits"], run_record["logits"], atol=1e-4, rtol=0)

@@ -109,7 +109,7 @@ def write_repository(model: str | Path, output: str | Path, encoder: str | Path 
 
     scfg = SpanConfig.from_dict(meta["config"])
     task, feat_dim = scfg.task, int(scfg.feat_dim)
-    num_outputs = 0 if task == "segmentation" else int(scfg.num_outputs)
+    num_outputs = -1 if task == "segmentation" else int(scfg.num_outputs)   # segmentation: empty
     if encoder is not None:
         edim = _encoder_dim(Path(encoder))
         if edim != feat_dim:

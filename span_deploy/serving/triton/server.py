@@ -183,7 +183,7 @@ class TritonServer:
             text = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return ""
-        return "\n".join([line for line in text if not line.startswith("|")][-lines:])
+        return "\n".join([line for line in text if not line.startswith(("|", "+"))][-lines:])
 
     def ready(self) -> bool:
         try:
