@@ -27,14 +27,18 @@ def command() -> None:
               help="ONNX Runtime intra-op threads per instance (0: the runtime's default).")
 @click.option("--encoder-batch", type=click.IntRange(1), default=64, show_default=True,
               help="patch_encoder max_batch_size, and the chunk span_slide sends it.")
+@click.option("--encoder-backend", type=click.Choice(["auto", "python", "onnxruntime"]), default="auto",
+              show_default=True, help="patch_encoder on Triton's onnxruntime backend or the Python backend "
+                                      "(auto: onnxruntime when the installed tritonserver ships it).")
 @click.option("--overwrite", is_flag=True, help="Replace models already in the repository.")
 def export_cmd(model: Path, encoder: Path | None, output: Path, instances: int, kind: str, threads: int,
-               encoder_batch: int, overwrite: bool) -> None:
+               encoder_batch: int, encoder_backend: str, overwrite: bool) -> None:
     """Write a model repository: span_features (+ patch_encoder, span_slide with --encoder)."""
     from ..serving.triton.repository import write_repository
 
     for p in write_repository(model, output, encoder=encoder, instances=instances, kind=kind, threads=threads,
-                              encoder_batch=encoder_batch, overwrite=overwrite):
+                              encoder_batch=encoder_batch, overwrite=overwrite,
+                              encoder_backend=encoder_backend):
         click.echo(f"wrote {p}")
 
 

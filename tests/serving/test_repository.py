@@ -66,3 +66,33 @@ def test_encoder_dim_must_match(tmp_path):
         write_repository(seg_or_cls, tmp_path, encoder=tmp_path / "none.onnx")
     with pytest.raises(ConfigError, match="model file not found"):
         write_repository(Path(tmp_path / "x.onnx"), tmp_path)
+
+
+def test_encoder_on_the_onnxruntime_backend(tmp_path):
+    """--encoder-backend onnxruntime: Triton's own backend serves the ONNX's tensor names, so the copy
+    is renamed TILES -> FEATURES and computes the same features (the pytriton server build ships no
+    onnxruntime backend, so this is checked with ONNX Runtime here, not on a server)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from span_deploy.encoders.runner import OnnxEncoder
+
+    write_repository(DEMO / "span.onnx", tmp_path, encoder=DEMO / "encoder.onnx", encoder_backend="onnxruntime",
+                     threads=2)
+    c = parse_config(tmp_path / "patch_encoder" / "config.pbtxt")
+    assert c.backend == "onnxruntime" and c.max_batch_size == 64 and c.HasField("dynamic_batching")
+    assert c.parameters["intra_op_thread_count"].string_value == "2"
+    assert not (tmp_path / "patch_encoder" / "1" / "model.py").exists()
+    s = ort.InferenceSession(str(tmp_path / "patch_encoder" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in s.get_inputs()] == ["TILES"] and [o.name for o in s.get_outputs()] == ["FEATURES"]
+    tiles = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(s.run(["FEATURES"], {"TILES": tiles})[0], OnnxEncoder(DEMO / "encoder.onnx")(tiles))
+
+
+def test_auto_picks_python_without_an_onnxruntime_backend(tmp_path, monkeypatch):
+    from span_deploy.serving.triton import repository
+
+    monkeypatch.setenv("SPAN_TRITONSERVER", str(tmp_path / "nothing"))
+    assert repository.pick_encoder_backend("auto") == "python"
+    write_repository(DEMO / "span.onnx", tmp_path / "r", encoder=DEMO / "encoder.onnx")
+    assert parse_config(tmp_path / "r" / "patch_encoder" / "config.pbtxt").backend == "python"

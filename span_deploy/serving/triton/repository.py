@@ -91,10 +91,44 @@ def _encoder_dim(encoder: Path) -> int:
     return int(d.dim_value)
 
 
+def renamed_encoder(src: Path, dst: Path) -> None:
+    """A copy of the encoder ONNX whose input is TILES and output FEATURES (Triton's onnxruntime
+    backend serves a model's own tensor names)."""
+    import onnx
+
+    m = onnx.load(str(src))
+    if len(m.graph.input) != 1 or len(m.graph.output) != 1:
+        raise ConfigError(f"{src}: an encoder has one input and one output")
+    ren = {m.graph.input[0].name: "TILES", m.graph.output[0].name: "FEATURES"}
+    for vi in (*m.graph.input, *m.graph.output, *m.graph.value_info):
+        vi.name = ren.get(vi.name, vi.name)
+    for node in m.graph.node:
+        node.input[:] = [ren.get(n, n) for n in node.input]
+        node.output[:] = [ren.get(n, n) for n in node.output]
+    onnx.save(m, str(dst))
+
+
+def pick_encoder_backend(choice: str) -> str:
+    """auto: Triton's onnxruntime backend when the installed server ships it, else the Python one."""
+    if choice != "auto":
+        return choice
+    from .server import find_tritonserver
+
+    t = find_tritonserver()
+    return "onnxruntime" if t is not None and t.has_backend("onnxruntime") else "python"
+
+
 def write_repository(model: str | Path, output: str | Path, encoder: str | Path | None = None,
                      instances: int = 1, kind: str = "cpu", threads: int = 0, encoder_batch: int = 64,
-                     encoder_instances: int | None = None, overwrite: bool = False) -> list[Path]:
-    """Write the repository; returns the config.pbtxt paths written."""
+                     encoder_instances: int | None = None, overwrite: bool = False,
+                     encoder_backend: str = "auto") -> list[Path]:
+    """Write the repository; returns the config.pbtxt paths written.
+
+    ``encoder_backend``: python (ONNX Runtime inside the Python backend), onnxruntime (Triton's
+    own backend; the ONNX is copied with its tensors renamed TILES / FEATURES) or auto.
+    """
+    if encoder_backend not in ("auto", "python", "onnxruntime"):
+        raise ConfigError(f"unknown encoder backend {encoder_backend!r}; use auto, python or onnxruntime")
     model, output = Path(model), Path(output)
     if not model.is_file():
         raise ConfigError(f"model file not found: {model}")
@@ -134,12 +168,18 @@ def write_repository(model: str | Path, output: str | Path, encoder: str | Path 
     written.append(output / "span_features" / "config.pbtxt")
     if encoder:
         encoder = Path(encoder)
-        _version_dir(output, "patch_encoder", "patch_encoder", encoder)
+        eb = pick_encoder_backend(encoder_backend)
+        if eb == "onnxruntime":
+            (output / "patch_encoder" / "1").mkdir(parents=True)
+            renamed_encoder(encoder, output / "patch_encoder" / "1" / "model.onnx")
+            eparams = {"intra_op_thread_count": str(threads)} if threads else {}
+        else:
+            _version_dir(output, "patch_encoder", "patch_encoder", encoder)
+            eparams = {"model_file": "model.onnx", "threads": str(threads)}
         (output / "patch_encoder" / "config.pbtxt").write_text(config_text(
-            "patch_encoder", "python", [Tensor("TILES", "TYPE_UINT8", (TILE, TILE, 3))],
+            "patch_encoder", eb, [Tensor("TILES", "TYPE_UINT8", (TILE, TILE, 3))],
             [Tensor("FEATURES", "TYPE_FP32", (feat_dim,))], encoder_batch, encoder_instances or instances, k,
-            {"model_file": "model.onnx", "threads": str(threads)},
-            dynamic_batching="  max_queue_delay_microseconds: 2000"))
+            eparams, dynamic_batching="  max_queue_delay_microseconds: 2000"))
         _version_dir(output, "span_slide", "span_slide", None)
         (output / "span_slide" / "config.pbtxt").write_text(config_text(
             "span_slide", "python",
