@@ -132,8 +132,20 @@ def server_env(t: TritonInstall) -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """preexec_fn (Linux): the server gets SIGTERM when the process (thread) that started it dies,
+    so a killed test run or CLI never leaves a tritonserver behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class TritonServer:
-    """One tritonserver process on 127.0.0.1; a context manager (stopped on exit, even on errors)."""
+    """One tritonserver process on 127.0.0.1; a context manager (stopped on exit, even on errors).
+    Start it from a thread that outlives it: on Linux the server is stopped when that thread ends."""
 
     def __init__(self, repository: str | os.PathLike, http_port: int | None = None, grpc_port: int | None = None,
                  log_path: str | os.PathLike | None = None, install: TritonInstall | None = None,
@@ -169,8 +181,10 @@ class TritonServer:
         if self.install.stubs is not None:
             check_libpython()
         self._log = open(self.log_path, "wb")
+        # its own session: a terminal's Ctrl-C reaches only us, and stop() drains it with SIGTERM
         self.proc = subprocess.Popen(self.command(backends), stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=server_env(self.install), stdin=subprocess.DEVNULL)
+                                     env=server_env(self.install), stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         try:
             self.wait_ready(timeout)
         except BaseException:
