@@ -41,7 +41,7 @@ def test_cli_export_writes_parsable_configs(tmp_path):
     assert [(o.name, dims(o)) for o in e.output] == [("FEATURES", [512])]
     s = parse_config(repo / "span_slide" / "config.pbtxt")
     assert s.max_batch_size == 0 and [dims(i) for i in s.input] == [[-1, 224, 224, 3], [-1, 2]]
-    assert s.parameters["encoder_chunk"].string_value == "32"
+    assert s.parameters["encoder_chunk"].string_value == "32" and s.parameters["encoder_inflight"].string_value == "3"
     res = CliRunner().invoke(cli, ["triton", "export", "--model", str(DEMO / "span.onnx"), "--output", str(repo)])
     assert res.exit_code != 0 and "--overwrite" in str(res.exception or res.output)
 

@@ -186,7 +186,7 @@ def write_repository(model: str | Path, output: str | Path, encoder: str | Path 
             [Tensor("TILES", "TYPE_UINT8", (-1, TILE, TILE, 3)), Tensor("COORDS", "TYPE_INT64", (-1, 2))],
             outs, 0, instances, "KIND_CPU",
             {"encoder_model": "patch_encoder", "features_model": "span_features",
-             "encoder_chunk": str(encoder_batch)}))
+             "encoder_chunk": str(encoder_batch), "encoder_inflight": str(max(2, encoder_instances or instances))}))
         written += [output / "patch_encoder" / "config.pbtxt", output / "span_slide" / "config.pbtxt"]
     return written
 
