@@ -1,4 +1,4 @@
-"""`span-deploy`: export, build-engine, predict, run, embed, bench, validate."""
+"""`span-deploy`: export, build-engine, predict, run, embed, bench, validate, triton."""
 from __future__ import annotations
 
 import importlib
@@ -8,7 +8,7 @@ import click
 
 from .errors import SpanDeployError
 
-COMMANDS = ("export", "build_engine", "predict", "run", "embed", "bench", "validate")
+COMMANDS = ("export", "build_engine", "predict", "run", "embed", "bench", "validate", "triton")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,1 @@
+"""Serving SPAN behind an inference server (``triton/``: a Triton Inference Server model repository)."""
