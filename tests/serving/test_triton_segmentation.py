@@ -21,7 +21,7 @@ def test_segmentation_span_features(tmp_path, triton_install):
     r = span_deploy_cli("run", str(SAMPLE_SVS), "--model", str(SEG), "--encoder", str(DEMO / "encoder.onnx"),
                         "--output", str(tmp_path / "run"), "--no-progress")
     assert r.returncode == 0, r.stderr[-3000:]
-    with h5py.File(tmp_path / "run" / SAMPLE_SVS.stem / "features.h5", "r") as f:
+    with h5py.File(tmp_path / "run" / SAMPLE_SVS.stem / f"{SAMPLE_SVS.stem}.h5", "r") as f:
         feats, cords = f["feats"][()].astype(np.float32), f["cords"][()].astype(np.int64)
         probs, logits = f["patch_probabilities"][()], f["patch_logits"][()]
     write_repository(SEG, tmp_path / "repo")
