@@ -30,6 +30,7 @@ from .outputs.atomic import atomic_path, ensure_dir
 from .outputs.geojson import write_regions_geojson, write_tiles_geojson
 from .outputs.h5 import write_features_h5
 from .outputs.heatmap import write_heatmap_png
+from .outputs.lock import LOCK_NAME, owner, release, remove_stale_temps, try_lock
 from .outputs.prediction import prediction_dict
 from .outputs.results import read_slide_json, write_slide_json, write_summary_csv
 from .slide import TILE, SlideReader, TileGrid, prefetch_batches, tile_slide
@@ -223,14 +224,24 @@ def run_slides(paths: Iterable[str | os.PathLike], encoder: Encoder, backend: Ba
     summary = output_dir / "summary.csv"
     for path, sdir in zip(paths, dirs):
         done = sdir / "result.json"
-        if resume and done.is_file():
+        lock = try_lock(sdir)
+        if lock is None:     # another live run is on this slide right now
+            info = owner(sdir / LOCK_NAME) or {}
+            records.append({"slide": str(path), "status": "skipped", "seconds": 0.0,
+                            "error": f"locked by another run (pid {info.get('pid')} on {info.get('host')})"})
+            print(f"note: {path.name} is being processed by another run (pid {info.get('pid')}): skipped",
+                  file=sys.stderr)
+            continue
+        if resume and done.is_file():   # checked under the lock: a concurrent run may just have finished it
             rec = read_slide_json(done)
             if rec.get("settings") == settings:
+                release(lock)
                 records.append({**rec, "status": "skipped", "result_json": str(done), "seconds": 0.0})
                 continue
             changed = sorted(k for k in settings if (rec.get("settings") or {}).get(k) != settings[k])
             print(f"note: {path.name} was done with other settings ({', '.join(changed)}): redoing it",
                   file=sys.stderr)
+        remove_stale_temps(sdir)
         t0 = time.perf_counter()
         try:
             rec = process_slide(path, encoder, backend, sdir, opts, settings)
@@ -243,8 +254,11 @@ def run_slides(paths: Iterable[str | os.PathLike], encoder: Encoder, backend: Ba
             write_slide_json(sdir / "error.json", rec)
             records.append(rec)
             if not skip_errors:
+                release(lock)
                 write_summary_csv(summary, records)
                 raise
+        finally:
+            release(lock)
         write_summary_csv(summary, records)
     write_summary_csv(summary, records)
     return records
