@@ -136,12 +136,13 @@ void forward_rows(const SwaParams& p, const T* q, const T* k, const T* v, T* out
                     for (int32_t d = 0; d < Dh; ++d) acc[d] *= corr;
                     m = s;
                 }
-                const float w = std::exp(s - m);
+                // a -inf score (a -inf bias entry) is a masked key: weight 0, also while m is still -inf
+                const float w = s == -std::numeric_limits<float>::infinity() ? 0.f : std::exp(s - m);
                 l += w;
                 const T* vj = v + int64_t(keys[c]) * C + col;
                 for (int32_t d = 0; d < Dh; ++d) acc[d] += w * to_float(vj[d]);
             }
-            const float inv = 1.f / l;
+            const float inv = l > 0.f ? 1.f / l : 0.f;  // every key masked: zeros
             for (int32_t d = 0; d < Dh; ++d) store(o + d, acc[d] * inv);
         }
     }

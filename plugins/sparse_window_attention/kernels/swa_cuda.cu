@@ -112,7 +112,9 @@ __global__ void __launch_bounds__(kMaxThreads) swa_kernel(SwaParams p, const T* 
                 for (int e = 0; e < DPL; ++e) acc[e] *= corr;
                 m = s;
             }
-            const float w = expf(s - m);
+            // a -inf score is a masked key: weight 0 (exp(-inf - -inf) would be NaN while m is -inf);
+            // a ternary, not a branch: every lane stays on the path to the next __shfl_xor_sync
+            const float w = s == -INFINITY ? 0.f : expf(s - m);
             l += w;
             const T* vj = v + int64_t(j) * C + col;
 #pragma unroll
@@ -139,7 +141,9 @@ cudaError_t launch(const SwaParams& p, const T* q, const T* k, const T* v, T* ou
     if (threads > kMaxThreads) threads = kMaxThreads;
     const size_t smem = size_t(4) * p.window * p.window * sizeof(int32_t);
     swa_kernel<T, G, DPL><<<unsigned(p.n), threads, smem, stream>>>(p, q, k, v, out);
-    return cudaPeekAtLastError();
+    // cudaGetLastError, not cudaPeekAtLastError: a launch error must be cleared once reported, or
+    // every later enqueue on this thread would fail with it too
+    return cudaGetLastError();
 }
 
 // Lanes per head: G = Dh up to 32 (power of two), DPL = ceil(Dh / 32) dims per lane beyond that.
