@@ -14,7 +14,9 @@ from tests.cases import ALL_CASES, ids
 TOL = 1e-4
 
 
-def run_case(case):
+def run_case(case, record: list | None = None):
+    """Model, rulebook, per-stage rows and globals, outputs; ``record`` (segmentation) receives
+    each decoder block's output."""
     model = load_model(case / "checkpoint.pt", case / "config.yaml")
     sf = read_features(case / "slide.h5")
     rb = build_rulebook(sf.coords, model.cfg)
@@ -22,7 +24,7 @@ def run_case(case):
     args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in model.input_names]
     with torch.no_grad():
         feats, globals_, _ = model.encode(*args)
-        outs = model(*args)
+        outs = model(*args) if record is None else model(*args, record=record)
     return model, rb, feats, globals_, outs
 
 

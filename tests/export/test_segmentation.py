@@ -5,31 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from span_deploy.config import load_config
 from span_deploy.errors import ConfigError, RulebookError
 from span_deploy.features import read_features
 from span_deploy.rulebook import build_rulebook
-from span_export.model import load_model
 from tests.cases import SEG_CASES, SEG_PUBLIC, ids
 from tests.export.test_parity import check_graphs
+from tests.export.test_parity import run_case as run_parity_case
 
 TOL = 1e-4
 
 
 def run_case(case):
-    model = load_model(case / "checkpoint.pt", case / "config.yaml")
-    sf = read_features(case / "slide.h5")
-    rb = build_rulebook(sf.coords, model.cfg)
-    inputs = rb.engine_inputs(model.cfg, sf.feats)
-    args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in model.input_names]
     record: list = []
-    with torch.no_grad():
-        feats, globals_, _ = model.encode(*args)
-        outs = model(*args, record=record)
-    return model, rb, feats, globals_, outs, record
+    return (*run_parity_case(case, record), record)
 
 
 def test_public_cases_are_there():
