@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-from ..slide.reader import MPP_PLAUSIBLE
+from ..resolution import DEFAULT_TARGET_MPP, MPP_PLAUSIBLE
 
 class FiniteRange(click.FloatRange):
     """click.FloatRange that also refuses nan / inf (a nan passes every comparison)."""
@@ -72,7 +72,7 @@ def slide_options(f):
         click.option("--mpp", type=FiniteRange(*MPP_PLAUSIBLE), default=None,
                      help=f"Level-0 µm/px for slides without resolution metadata ({MPP_PLAUSIBLE[0]:g}-"
                           f"{MPP_PLAUSIBLE[1]:g})."),
-        click.option("--target-mpp", type=FiniteRange(*MPP_PLAUSIBLE), default=0.5, show_default=True,
+        click.option("--target-mpp", type=FiniteRange(*MPP_PLAUSIBLE), default=DEFAULT_TARGET_MPP, show_default=True,
                      help=f"Tile resolution in µm/px (0.5 = 20x; {MPP_PLAUSIBLE[0]:g}-{MPP_PLAUSIBLE[1]:g})."),
         click.option("--tissue-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True,
                      help="Fraction of a tile's area (0-1) that must be tissue for the tile to be used."),

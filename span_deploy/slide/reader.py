@@ -21,11 +21,10 @@ import openslide
 from PIL import Image
 
 from ..errors import SlideError
+from ..resolution import DEFAULT_TARGET_MPP, MPP_PLAUSIBLE
 
 TILE = 224
-DEFAULT_TARGET_MPP = 0.5          # "20x"
 DEFAULT_MPP_TOLERANCE = 0.05      # read a level as-is if its mpp is within 5% of the target
-MPP_PLAUSIBLE = (0.05, 10.0)      # µm/px; outside this the metadata is wrong (e.g. dpi as mpp)
 
 
 def _fail(path: Path | str, what: str, todo: str) -> SlideError:
