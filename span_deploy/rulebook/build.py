@@ -81,14 +81,9 @@ class Rulebook:
                     out[spec.name] = self.pad_features(np.asarray(feats, np.float32))
                 continue
             st = self.stages[spec.stage]
-            if spec.block is not None:  # decoder tables: handled below
-                w = None
-            else:
+            if spec.kind in ("win_u", "win_s", "pos_u", "pos_s"):
                 w = st.windows.unshifted if spec.kind.endswith("_u") else st.windows.shifted
-            if spec.kind in ("win_u", "win_s"):
-                out[spec.name] = w.win
-            elif spec.kind in ("pos_u", "pos_s"):
-                out[spec.name] = w.pos
+                out[spec.name] = w.win if spec.kind.startswith("win") else w.pos
             elif spec.kind == "gather":
                 out[spec.name] = st.gather
             elif spec.kind == "coords":
