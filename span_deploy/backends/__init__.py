@@ -40,14 +40,18 @@ def available_backends() -> list[str]:
 def open_backend(name: str | None = None, model: str | Path | None = None, checkpoint: str | Path | None = None,
                  config: str | Path | None = None, device: str = "cpu", threads: int | None = None,
                  plugin_lib: str | Path | None = None) -> Backend:
-    """Open a backend from a deployed model (ONNX / engine) or from checkpoint + config.
+    """Open a backend from a deployed model (ONNX / engine / model directory) or from checkpoint + config.
 
     ``name`` None picks it from ``model`` (trt for an engine, ort / ort-portable by the export's
-    attention variant). ort / ort-portable without a model export the checkpoint on the fly
+    attention variant, a model directory's target backend). ort / ort-portable without a model export the checkpoint on the fly
     (needs the export side).
     """
-    if name is not None and name not in BACKENDS and Path(name).suffix.lower() in MODEL_SUFFIXES:
-        model, name = Path(name), None  # open_backend(path): pick by file
+    if name is not None and name not in BACKENDS and (Path(name).suffix.lower() in MODEL_SUFFIXES
+                                                      or Path(name).is_dir()):
+        model, name = Path(name), None  # open_backend(path): pick by file / model directory
+    if model is not None and Path(model).is_dir():
+        from ..deploy.model_dir import read_model_dir
+        name, model = read_model_dir(model).model_for(name)
     if name is None:
         if model is None:
             raise BackendError("give a --model (ONNX or engine), or --checkpoint and --config with --backend torch")

@@ -47,8 +47,16 @@ def expand_slides(items: tuple[str, ...]) -> list[Path]:
 
 
 def resolve_encoder(encoder: str | None, model: str) -> Path:
+    """--encoder, else the model directory's encoder, else encoder.onnx next to the model file."""
     if encoder:
         return Path(encoder)
+    if Path(model).is_dir():
+        from ..deploy.model_dir import read_model_dir
+        found = read_model_dir(model).encoder
+        if found is not None:
+            return found
+        raise ConfigError(f"no --encoder given and the model directory {model} holds none (export it with "
+                          "`span-deploy export --target T --encoder E.onnx`, or pass --encoder E.onnx)")
     guess = Path(model).with_name("encoder.onnx")
     if guess.is_file():
         return guess
@@ -60,10 +68,11 @@ def resolve_encoder(encoder: str | None, model: str) -> Path:
 def slide_options(f):
     """Options shared by run and embed."""
     opts = [
-        click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False),
-                     help="SPAN model: an exported model.onnx / model.engine, or a checkpoint with --config."),
+        click.option("--model", required=True, type=click.Path(exists=True),
+                     help="SPAN model: a model directory (`export --target`), an exported model.onnx / "
+                          "model.engine, or a checkpoint with --config."),
         click.option("--encoder", type=click.Path(exists=True, dir_okay=False), default=None,
-                     help="Patch encoder ONNX (default: encoder.onnx next to --model)."),
+                     help="Patch encoder ONNX (default: the model directory's, or encoder.onnx next to --model)."),
         click.option("--output", "-o", required=True, type=click.Path(file_okay=False)),
         click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1)),
         click.option("--workers", default=2, show_default=True, type=click.IntRange(0),
