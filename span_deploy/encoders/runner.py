@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from ..errors import BackendError
 from .contract import INPUT_FORMAT, METADATA_ARCH
@@ -23,6 +22,8 @@ class OnnxEncoder:
         if not self.path.is_file():
             raise BackendError(f"encoder ONNX not found: {self.path}. Export one with "
                                "`python -m span_export.encoders.export --arch ... --weights ... --out ...`.")
+        from ..backends.onnxruntime.loader import import_onnxruntime
+        ort = import_onnxruntime()
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads

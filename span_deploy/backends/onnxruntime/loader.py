@@ -10,6 +10,20 @@ from ...metadata import check_rulebook_version, config_from_metadata, read_metad
 from ...native import ort_ops_library
 
 
+ORT_MISSING = ("ONNX Runtime is not installed: pip install 'span-deploy[cpu]' (onnxruntime) or 'span-deploy[gpu]' "
+               "(onnxruntime-gpu); on a Jetson, NVIDIA's onnxruntime-gpu wheel for your JetPack")
+
+
+def import_onnxruntime():
+    """onnxruntime, or one clear line: the runtime leaves the choice of ORT build to the install
+    (the CPU wheel, onnxruntime-gpu, or the Jetson build -- they share one module name)."""
+    try:
+        import onnxruntime  # noqa: PLC0415
+    except ImportError:
+        raise BackendError(ORT_MISSING) from None
+    return onnxruntime
+
+
 def backend_name(attention: str) -> str:
     return "ort" if attention == "plugin" else "ort-portable"
 
@@ -31,7 +45,7 @@ class OrtModel:
 
 
 def session_options(threads: int | None, custom_ops: bool):
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     so = ort.SessionOptions()
     if threads:
@@ -42,7 +56,7 @@ def session_options(threads: int | None, custom_ops: bool):
 
 
 def providers(device: str) -> list[str]:
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     if device == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -56,7 +70,7 @@ def load_model_file(model: str | Path, device: str = "cpu", threads: int | None 
                     expect_attention: str | None = None) -> OrtModel:
     """Read the metadata (refusing another rulebook version or the other attention variant), then
     create the session; the plugin variant registers the span-deploy custom-op library."""
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     path = Path(model)
     if not path.is_file():
