@@ -28,7 +28,7 @@ from .backends.base import Backend, SpanResult
 from .errors import ConfigError, SlideError, SpanDeployError
 from .outputs.atomic import atomic_path, ensure_dir
 from .outputs.geojson import write_regions_geojson, write_tiles_geojson
-from .outputs.h5 import write_features_h5
+from .outputs.h5 import clam_level_attrs, write_features_h5
 from .outputs.heatmap import write_heatmap_png
 from .outputs.lock import LOCK_NAME, owner, release, remove_stale_temps, try_lock
 from .outputs.prediction import prediction_dict
@@ -132,7 +132,8 @@ def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
                 "level0_width": reader.dimensions[0], "level0_height": reader.dimensions[1],
                 "tissue_mode": grid.mask.mode, "tissue_threshold": opts.tissue_threshold}
     # TRIDENT's coords attributes (magnification by the 10 / (µm/px) convention the reader uses)
-    h5_attrs = {**geometry, "slide": str(path), "encoder": encoder.name, "name": path.stem, "overlap": 0,
+    h5_attrs = {**{k: v for k, v in geometry.items() if k != "patch_level"}, **clam_level_attrs(c.level, c.read_size, c.step0, c.downsample),
+                "slide": str(path), "encoder": encoder.name, "name": path.stem, "overlap": 0,
                 "level0_magnification": round(10.0 / c.mpp0, 3), "target_magnification": round(10.0 / opts.target_mpp, 3)}
     h5_path = slide_dir / f"{path.stem}.h5"
     seg = backend.cfg.task == "segmentation"

@@ -7,7 +7,9 @@ Datasets (rows aligned):
 * ``cords`` (N, 2) int64 = grid index * 224, so the official ``trunc(float32(c) / 224 - min)``
   gives the grid exactly even when the level-0 step is not 224 (e.g. 40x scans).
 Attributes on ``coords`` (and the file root): patch_size 224, patch_size_level0 (= level-0
-step), patch_level, target_mpp, mpp (effective), level0_mpp, mpp_source, coords_order "xy".
+step), target_mpp, mpp (effective), level0_mpp, mpp_source, coords_order "xy", read_level and
+read_size (the pyramid level read and the side read there), and ``patch_level`` only where CLAM's
+reading of it is right (see ``clam_level_attrs``).
 """
 from __future__ import annotations
 
@@ -20,6 +22,19 @@ import numpy as np
 
 from ..errors import FeatureFileError
 from .atomic import atomic_path
+
+
+def clam_level_attrs(level: int, read_size: int, step0: int, downsample: float) -> dict[str, int]:
+    """CLAM readers take a tile's level-0 footprint as ``patch_size * level_downsamples[patch_level]``
+    and read ``patch_size`` px at ``patch_level``. That holds only where 224 px at the level read
+    cover exactly the level-0 step; where tiles are resampled (an NDPI at 0.5 µm/px: 491 level-0 px
+    read as 246 px at level 1) no (patch_level, 224) pair is right, so ``patch_level`` is left out --
+    as TRIDENT, which never writes it, does -- and a CLAM reader fails on the missing key instead
+    of silently reading 448 px. ``read_level`` / ``read_size`` always say what was read."""
+    attrs = {"read_level": int(level), "read_size": int(read_size)}
+    if read_size == 224 and int(round(224 * downsample)) == int(step0):
+        attrs["patch_level"] = int(level)
+    return attrs
 
 
 def write_features_h5(path: str | os.PathLike, features: np.ndarray, coords: np.ndarray,

@@ -39,6 +39,7 @@ class LevelChoice:
     mpp0: float           # level-0 µm/px
     mpp: float            # effective µm/px of the 224-px tiles (step0 * mpp0 / 224)
     mpp_source: str       # "openslide.mpp-x" | "objective-power" | "override"
+    downsample: float = 1.0   # of that level (level-0 px per level px)
 
 
 def choose_level(downsamples: tuple[float, ...], mpp0: float, target_mpp: float,
@@ -53,7 +54,7 @@ def choose_level(downsamples: tuple[float, ...], mpp0: float, target_mpp: float,
     ds = downsamples[best]
     # Within tolerance: read 224 px natively (no resampling); else read the covering region.
     read = TILE if abs(ds / scale - 1) <= tolerance else max(1, int(round(step0 / ds)))
-    return LevelChoice(best, read, step0, mpp0, step0 * mpp0 / TILE, mpp_source)
+    return LevelChoice(best, read, step0, mpp0, step0 * mpp0 / TILE, mpp_source, float(ds))
 
 
 class SlideReader:

@@ -125,3 +125,36 @@ def test_regions_merge_tiles_keep_holes_and_split_at_corners(tmp_path):
     assert [f["properties"]["measurements"]["num_tiles"] for f in feats] == [8, 1, 1]
     assert feats[0]["properties"]["measurements"]["area_mm2"] == pytest.approx(8 * (100 * 0.5e-3) ** 2)
     assert all(f["properties"]["objectType"] == "annotation" for f in feats)
+
+
+def test_clam_patch_level_only_where_clam_reads_the_right_footprint():
+    from span_deploy.outputs.h5 import clam_level_attrs
+    from span_deploy.slide.reader import choose_level
+
+    # 0.25 µm/px scan, 0.5 target, level 1 at downsample 2: 224 px there = 448 level-0 px, exact
+    c = choose_level((1.0, 2.0, 8.0), 0.25, 0.5)
+    a = clam_level_attrs(c.level, c.read_size, c.step0, c.downsample)
+    assert a == {"read_level": 1, "read_size": 224, "patch_level": 1}
+    assert a["patch_level"] == 1 and 224 * 2.0 == c.step0
+    # the NDPI case: 0.2275 µm/px, step0 491, read 246 px at level 1 and resized: no patch_level
+    c = choose_level((1.0, 2.0, 4.0), 0.2275, 0.5)
+    a = clam_level_attrs(c.level, c.read_size, c.step0, c.downsample)
+    assert c.step0 == 492 and a == {"read_level": 1, "read_size": 246}
+
+
+def test_ndpi_features_h5_has_no_misleading_patch_level(ndpi, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.cases import REPO
+    out = tmp_path / "o"
+    r = subprocess.run([sys.executable, "-m", "span_deploy.cli", "run", str(ndpi), "--model",
+                        str(REPO / "samples/demo/span.onnx"), "--encoder", str(REPO / "samples/demo/encoder.onnx"),
+                        "-o", str(out), "--no-progress"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (h5,) = out.glob("*/*.h5")
+    with h5py.File(h5) as f:
+        a = dict(f["coords"].attrs)
+    # CLAM's footprint patch_size * downsample[patch_level] must equal the real one, or be absent
+    assert "patch_level" not in a or 224 * 2 ** a["patch_level"] == a["patch_size_level0"]
+    assert a["read_size"] * 2 ** a["read_level"] == pytest.approx(a["patch_size_level0"], abs=2)
