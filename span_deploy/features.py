@@ -38,6 +38,15 @@ def read_features(path: str | Path, feat_dim: int | None = None) -> SlideFeature
             raise FeatureFileError(
                 f"{p}: no feature/coordinate datasets; expected feats+cords (official), x+pos, or "
                 f"features+coords (TRIDENT/CLAM); found {sorted(f.keys())}")
+    feats, coords = check_slide_arrays(feats, coords, p, feat_dim)
+    return SlideFeatures(feats, coords, str(p))
+
+
+def check_slide_arrays(feats, coords, where: object = "features", feat_dim: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """One slide's (N, F) features and (N, 2) coordinates, validated: float32 features, finite
+    values, agreeing rows, the model's width. ``where`` names the source in messages (a file, or
+    "predict() arguments" for in-memory arrays)."""
     feats = np.asarray(feats)
     coords = np.asarray(coords)
     if feats.ndim == 3 and feats.shape[0] == 1:  # CLAM/TRIDENT sometimes keep a batch axis
@@ -45,26 +54,26 @@ def read_features(path: str | Path, feat_dim: int | None = None) -> SlideFeature
     if coords.ndim == 3 and coords.shape[0] == 1:
         coords = coords[0]
     if feats.ndim != 2:
-        raise FeatureFileError(f"{p}: features must be 2-D (N, F), got shape {feats.shape}")
+        raise FeatureFileError(f"{where}: features must be 2-D (N, F), got shape {feats.shape}")
     if coords.ndim != 2 or coords.shape[1] != 2:
-        raise FeatureFileError(f"{p}: coordinates must have shape (N, 2), got {coords.shape}")
+        raise FeatureFileError(f"{where}: coordinates must have shape (N, 2), got {coords.shape}")
     if feats.shape[0] != coords.shape[0]:
-        raise FeatureFileError(f"{p}: {feats.shape[0]} feature rows but {coords.shape[0]} coordinates")
+        raise FeatureFileError(f"{where}: {feats.shape[0]} feature rows but {coords.shape[0]} coordinates")
     if feats.shape[0] == 0:
-        raise FeatureFileError(f"{p}: the slide is empty (0 patches); nothing to predict")
+        raise FeatureFileError(f"{where}: the slide is empty (0 patches); nothing to predict")
     if not np.issubdtype(feats.dtype, np.floating):
-        raise FeatureFileError(f"{p}: features have dtype {feats.dtype}; expected floating point")
+        raise FeatureFileError(f"{where}: features have dtype {feats.dtype}; expected floating point")
     if not np.issubdtype(coords.dtype, np.number):
-        raise FeatureFileError(f"{p}: coordinates have dtype {coords.dtype}; expected numbers")
+        raise FeatureFileError(f"{where}: coordinates have dtype {coords.dtype}; expected numbers")
     feats = feats.astype(np.float32, copy=False)
     bad = ~np.isfinite(feats)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))
-        raise FeatureFileError(f"{p}: {len(rows)} patch(es) have NaN/Inf features (first: row {int(rows[0])}); "
+        raise FeatureFileError(f"{where}: {len(rows)} patch(es) have NaN/Inf features (first: row {int(rows[0])}); "
                                "re-extract or drop those patches")
     if not np.all(np.isfinite(coords)):
-        raise FeatureFileError(f"{p}: coordinates contain NaN/Inf")
+        raise FeatureFileError(f"{where}: coordinates contain NaN/Inf")
     if feat_dim is not None and feats.shape[1] != feat_dim:
-        raise FeatureFileError(f"{p}: features are {feats.shape[1]}-d but the model expects {feat_dim}-d; "
+        raise FeatureFileError(f"{where}: features are {feats.shape[1]}-d but the model expects {feat_dim}-d; "
                                "use features from the encoder the model was trained on (check features_variant)")
-    return SlideFeatures(feats, coords, str(p))
+    return feats, coords

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -84,21 +85,49 @@ def run_settings(opts: SlideOptions, encoder: Encoder, backend: Backend) -> dict
 
 
 # --- features -----------------------------------------------------------------------------
+class Cancelled(SpanDeployError):
+    """The caller's cancel event was set; nothing of the slide was written."""
+
+    exit_code = 130
+
+
+ProgressCallback = Callable[[str, int, int], None]   # (stage, done, total): "tiles" counts tiles
+
+
+def check_cancel(cancel: threading.Event | None, path: str | os.PathLike) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"{path}: cancelled")
+
+
 def extract_features(reader: SlideReader, coords: np.ndarray, encoder: Encoder,
-                     batch_size: int = 64, workers: int = 2, progress: bool = False) -> np.ndarray:
-    """(N, F) float32 features of the tiles at level-0 ``coords``, read while encoding."""
+                     batch_size: int = 64, workers: int = 2, progress: bool = False,
+                     callback: ProgressCallback | None = None,
+                     cancel: threading.Event | None = None) -> np.ndarray:
+    """(N, F) float32 features of the tiles at level-0 ``coords``, read while encoding.
+
+    ``callback("tiles", done, total)`` after each batch; ``cancel`` set -> Cancelled between batches."""
     out = np.empty((len(coords), int(encoder.feature_dim)), np.float32)
     batches = prefetch_batches(reader.read_tile, coords, batch_size, workers)
     if progress:
         from tqdm import tqdm
         batches = tqdm(batches, total=-(-len(coords) // batch_size), unit="batch",
                        desc=reader.path.name, leave=False)
-    for rows, tiles in batches:
-        f = encoder(tiles)
-        if f.shape != (len(tiles), out.shape[1]):
-            raise ConfigError(f"encoder returned {f.shape} for {len(tiles)} tiles; expected "
-                              f"(B, {out.shape[1]}).")
-        out[rows] = f
+    done = 0
+    try:
+        for rows, tiles in batches:
+            check_cancel(cancel, reader.path)
+            f = encoder(tiles)
+            if f.shape != (len(tiles), out.shape[1]):
+                raise ConfigError(f"encoder returned {f.shape} for {len(tiles)} tiles; expected "
+                                  f"(B, {out.shape[1]}).")
+            out[rows] = f
+            done += len(tiles)
+            if callback is not None:
+                callback("tiles", done, len(coords))
+    finally:
+        close = getattr(batches, "close", None)   # stop the prefetching readers on an early exit
+        if close is not None:
+            close()
     return out
 
 
@@ -115,16 +144,25 @@ def _check_result(result: SpanResult, n: int, path: Path) -> None:
 # --- one slide ----------------------------------------------------------------------------
 def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
                   slide_dir: str | os.PathLike, opts: SlideOptions = SlideOptions(),
-                  settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run one slide end to end and write its outputs; returns the result record."""
+                  settings: dict[str, Any] | None = None, callback: ProgressCallback | None = None,
+                  cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Run one slide end to end and write its outputs; returns the result record.
+
+    ``callback(stage, done, total)``: "tiling" (0/1, 1/1), "tiles" per encoded batch, "span"
+    (0/1, 1/1), "writing" (0/1, 1/1). ``cancel`` is checked between stages and batches; a cancelled
+    slide raises Cancelled before its first output file is written."""
     path, slide_dir = Path(path), Path(slide_dir)
+    note = callback or (lambda stage, done, total: None)
     t0 = time.perf_counter()
     with SlideReader(path, opts.target_mpp, opts.mpp) as reader:
+        note("tiling", 0, 1)
         grid = tile_slide(reader, opts.tissue_threshold, opts.tissue_mode)
+        note("tiling", 1, 1)
         t1 = time.perf_counter()
         feats = extract_features(reader, grid.coords, encoder, opts.batch_size, opts.workers,
-                                 opts.progress)
+                                 opts.progress, callback, cancel)
         t2 = time.perf_counter()
+        check_cancel(cancel, path)
         thumb = reader.read_thumbnail(HEATMAP_SIDE) if opts.heatmap else None
     c = reader.choice
     geometry = {"patch_size_level0": c.step0, "patch_level": c.level, "target_mpp": opts.target_mpp,
@@ -137,10 +175,14 @@ def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
                 "level0_magnification": round(10.0 / c.mpp0, 3), "target_magnification": round(10.0 / opts.target_mpp, 3)}
     h5_path = slide_dir / f"{path.stem}.h5"
     seg = backend.cfg.task == "segmentation"
+    check_cancel(cancel, path)
     if not seg:   # written before SPAN runs, so a failing model still leaves the features
         write_features_h5(h5_path, feats, grid.coords, grid.cords, h5_attrs)
     t2b = time.perf_counter()
+    note("span", 0, 1)
     result = backend.run(grid.cords, feats)
+    note("span", 1, 1)
+    note("writing", 0, 1)
     t3 = time.perf_counter()
     _check_result(result, len(grid), path)
     threshold = None
@@ -171,6 +213,7 @@ def process_slide(path: str | os.PathLike, encoder: Encoder, backend: Backend,
     record["seconds"] = time.perf_counter() - t0
     write_slide_json(slide_dir / "result.json", record)     # last: marks the slide done
     (slide_dir / "error.json").unlink(missing_ok=True)
+    note("writing", 1, 1)
     return record
 
 
