@@ -26,6 +26,8 @@ def command(features: Path, checkpoint: Path | None, config_path: Path | None, m
             backend: str | None, device: str, threads: int | None, output: Path | None, plugin_lib: Path | None,
             threshold: float | None) -> None:
     """Predict one slide from its feature file (official feats/cords or TRIDENT features/coords h5)."""
+    import time
+    t_start = time.perf_counter()
     from ..backends import open_backend
     from ..features import read_features
     from ..outputs.atomic import atomic_write_bytes
@@ -38,9 +40,12 @@ def command(features: Path, checkpoint: Path | None, config_path: Path | None, m
         check_output(output)
     if threshold is not None and checkpoint is None and model is None:
         raise click.UsageError("--threshold needs a segmentation model (--model or --checkpoint/--config)")
+    t_imports = time.perf_counter()
     be = open_backend(backend, model=model, checkpoint=checkpoint, config=config_path, device=device,
                       threads=threads, plugin_lib=plugin_lib)
+    t_open = time.perf_counter()
     sf = read_features(features, feat_dim=be.feat_dim)
+    t_read = time.perf_counter()
     if threshold is not None and be.cfg.task != "segmentation":
         raise click.UsageError(f"--threshold applies to segmentation models; this one is {be.cfg.task}")
     from ..errors import RulebookError
@@ -49,6 +54,10 @@ def command(features: Path, checkpoint: Path | None, config_path: Path | None, m
     except RulebookError as e:   # e.g. two patches in one grid cell: say which file
         raise RulebookError(f"{features}: {e}") from None
     doc = {"slide": str(features), "backend": be.name, **prediction_dict(result, threshold)}
+    # The whole command's phases (seconds), so what is not compute shows: the interpreter's own
+    # start-up is not included (time it with `time span-deploy ...`).
+    doc["timings"].update({"imports": round(t_imports - t_start, 6), "open_model": round(t_open - t_imports, 6),
+                           "read_features": round(t_read - t_open, 6)})
     text = json.dumps(doc, indent=1)
     if output is None:
         click.echo(text)
