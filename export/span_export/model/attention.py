@@ -107,28 +107,35 @@ def relay_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_local: 
                     num_heads: int, scale: float, return_weights: bool = False):
     """The `long` global relay g2 (dense, no bias).
 
-    q/k/v: (N+G, C), locals first. Inner locals (rows 1..N-2) attend to the G globals; globals
-    attend to the globals and the inner locals; rows 0 and N-1 get zeros.
+    k/v: (N+G, C), locals first; q: the same rows, or with one global token only the global's
+    row (1, C) -- see below. Inner locals (rows 1..N-2) attend to the G globals; globals attend to
+    the globals and the inner locals; rows 0 and N-1 get zeros.
     Returns (locals_out (N, C), globals_out (G, C)[, global-0 weights over inner locals (N-2,)]).
     """
     if q.dtype != torch.float32:  # fp16 export: the relay's softmax in fp32
         res = relay_attention(q.float(), k.float(), v.float(), n_local, num_heads, scale, return_weights)
         return tuple(r.to(q.dtype) for r in res)
-    total, c = q.shape
+    total, c = k.shape
     dh = c // num_heads
-    qh, kh, vh = (t.reshape(total, num_heads, dh) for t in (q, k, v))
-    inner_q = qh[1:n_local - 1]
+    kh, vh = (t.reshape(total, num_heads, dh) for t in (k, v))
+    qh = q.reshape(q.shape[0], num_heads, dh)
     kg, vg = kh[n_local:], vh[n_local:]
-    s_l = torch.einsum("nhd,ghd->nhg", inner_q, kg) * scale
-    out_inner = torch.einsum("nhg,ghd->nhd", torch.softmax(s_l, dim=-1), vg).reshape(-1, c)
+    n_glob = kg.shape[0]
+    if n_glob == 1:
+        # A softmax over one key is exactly 1, so every inner local receives the global's value
+        # unchanged: the locals' queries are never needed (the caller may skip projecting them).
+        out_inner = vg.expand_as(kh[1:n_local - 1]).reshape(-1, c)
+    else:
+        inner_q = qh[1:n_local - 1]
+        s_l = torch.einsum("nhd,ghd->nhg", inner_q, kg) * scale
+        out_inner = torch.einsum("nhg,ghd->nhd", torch.softmax(s_l, dim=-1), vg).reshape(-1, c)
     zero = q.new_zeros((1, c))
     out_local = torch.cat([zero, out_inner, zero])
     keys = torch.cat([kg, kh[1:n_local - 1]])
     vals = torch.cat([vg, vh[1:n_local - 1]])
-    s_g = torch.einsum("ghd,khd->ghk", qh[n_local:], keys) * scale
+    s_g = torch.einsum("ghd,khd->ghk", qh[qh.shape[0] - n_glob:], keys) * scale
     a_g = torch.softmax(s_g, dim=-1)
     out_global = torch.einsum("ghk,khd->ghd", a_g, vals).reshape(-1, c)
     if return_weights:
-        n_glob = kg.shape[0]
         return out_local, out_global, a_g[0, :, n_glob:].mean(dim=0)
     return out_local, out_global

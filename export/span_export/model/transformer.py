@@ -65,11 +65,14 @@ class TransBlock(nn.Module):
             return -self.pos_encoder.slopes.reshape(-1, 1, 1) * dist
         return torch.zeros(self.num_heads, n, n)
 
-    def _qkv(self, h: torch.Tensor, set2: bool, pos: torch.Tensor | None):
+    def _qkv(self, h: torch.Tensor, set2: bool, pos: torch.Tensor | None, q_from: int | None = None):
+        """q, k, v of ``h``; ``q_from``: project queries only for rows ``q_from:`` (the relay with
+        one global token reads no local query)."""
         q, k, v = (self.q2, self.k2, self.v2) if set2 else (self.q1, self.k1, self.v1)
-        q, k, v = q(h), k(h), v(h)
+        hq = h if q_from is None else h[q_from:]
+        q, k, v = q(hq), k(h), v(h)
         if self.pos_emb == "rope" and pos is not None:
-            q = rope_rotate(q, pos, self.num_heads)
+            q = rope_rotate(q, pos if q_from is None else pos[q_from:], self.num_heads)
             k = rope_rotate(k, pos, self.num_heads)
         return q, k, v
 
@@ -89,7 +92,8 @@ class TransBlock(nn.Module):
                                    tab.pos_s if self.use_shift else None,
                                    bias, self.num_heads, self.side, self.scale)
             if t.shape[0] > 0:
-                q2, k2, v2 = self._qkv(h, True, pos)
+                # one global token: the relay never reads the locals' q2 (see relay_attention)
+                q2, k2, v2 = self._qkv(h, True, pos, q_from=n if t.shape[0] == 1 else None)
                 res = relay_attention(q2, k2, v2, n, self.num_heads, self.scale, want_weights)
                 local = local + res[0]
                 glob = res[1]
