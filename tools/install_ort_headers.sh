@@ -2,9 +2,15 @@
 # Fetch the ONNX Runtime C/C++ headers (Debian trixie's libonnxruntime-dev, ORT 1.21) into
 # build/ort-headers/include without touching the system: the trixie source list, apt lists and
 # cache all live in a temp dir that is removed on exit, and the .deb is only unpacked (dpkg -x).
-# The mirror is taken from this machine's own apt configuration, so no host is written here.
+# The mirror is taken from this machine's own apt configuration, so no host is written here: a
+# Debian archive source (URI ending in /debian; on a Debian machine its first main source). This
+# works only on Debian-like machines with apt-get, dpkg, the Debian archive keyring and such a
+# mirror; elsewhere (e.g. JetPack's Ubuntu, whose mirrors carry no trixie) it stops at once with
+# one error line, before any download. tools/build_native.sh then builds without the ORT op.
 #
 # Usage: bash tools/install_ort_headers.sh [DEST]   (DEST defaults to <repo>/build/ort-headers)
+# Elsewhere, unpack an ONNX Runtime release's include/ and pass its path as ORT_INCLUDE_DIR
+# (tools/build_native.sh) or -DORT_INCLUDE_DIR (CMake).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,7 +24,7 @@ if [[ -f $dest/include/onnxruntime_cxx_api.h ]]; then
 fi
 
 die() { echo "install_ort_headers: error: $*" >&2; exit 1; }
-command -v apt-get >/dev/null || die "apt-get not found; this script needs a Debian/Ubuntu machine. Otherwise unpack an ONNX Runtime release's include/ and pass -DORT_INCLUDE_DIR=<dir>."
+command -v apt-get >/dev/null || die "apt-get not found (not a Debian/Ubuntu machine)"
 command -v dpkg >/dev/null || die "dpkg not found"
 
 # First main-archive mirror URI (not *-security) from deb822 .sources files, then sources.list.
@@ -40,10 +46,14 @@ mirror_uri() {
                          if ($(i+1) !~ /-security/) print $i }' "$f"
     done
 }
-uri=$(mirror_uri | grep -E '^(https?|file)://' | grep -iv security | head -n1 || true)
-[[ -n $uri ]] || die "no Debian mirror found in /etc/apt/sources.list{,.d/}; add one or pass -DORT_INCLUDE_DIR=<dir> to CMake."
+uris=$(mirror_uri | grep -E '^(https?|file)://' | grep -iv security || true)
+# A Debian archive by its path; on Debian itself the first main source is one whatever its path.
+uri=$(grep -E '/debian/?$' <<<"$uris" | head -n1 || true)
+os_id=$( (. /etc/os-release 2>/dev/null && echo "${ID:-}") || true)
+[[ -z $uri && $os_id == debian ]] && uri=$(head -n1 <<<"$uris")
+[[ -n $uri ]] || die "no Debian mirror in the apt config (/etc/apt/sources.list{,.d/})"
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-[[ -r $keyring ]] || die "$keyring missing (package debian-archive-keyring); it verifies the $suite index."
+[[ -r $keyring ]] || die "$keyring missing (package debian-archive-keyring; it verifies the $suite index)"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -100,6 +100,15 @@ std::string swa_check_shapes(SwaParams& p, const SwaShape* s, int32_t nb_inputs)
              .empty())
         return err;
 
+    // Rows need a window to sit in (pos_a / pos_b index the table): with N > 0 and no window every
+    // position would be out of range, which the kernels would only treat as empty slots (zeros).
+    for (int32_t i : {kSwaWinA, kSwaWinB}) {
+        if ((i == kSwaWinB && !use_b) || !(N > 0) || s[i].dims[0] != 0) continue;
+        return std::string("input '") + kInputNames[i] + "' (#" + std::to_string(i) + ") has shape " + shape_str(s[i]) +
+               ", expected at least one window (" + (i == kSwaWinA ? "Wa" : "Wb") + " >= 1) for the N = " +
+               std::to_string(N) + " rows of " + kInputNames[i == kSwaWinA ? kSwaPosA : kSwaPosB];
+    }
+
     p.n = N < 0 ? -1 : N;
     p.num_win_a = s[kSwaWinA].dims[0] < 0 ? -1 : s[kSwaWinA].dims[0];
     p.num_win_b = use_b ? (s[kSwaWinB].dims[0] < 0 ? -1 : s[kSwaWinB].dims[0]) : 0;
