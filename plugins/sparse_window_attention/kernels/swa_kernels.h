@@ -60,7 +60,8 @@ SwaShape swa_shape(const int64_t* dims, int64_t rank);
 // the nb_inputs (must be 8) shapes against the contract:
 //   q, k, v (N, C)   win_a (Wa, S^2)   pos_a (N)   win_b (Wb, S^2)   pos_b (N)   bias (H, 2S-1, 2S-1)
 // with N = rows of q, C = num_heads * head_dim, S = window, H = num_heads; win_b and pos_b are
-// ignored (not checked) when mode == 0. Unknown dims (< 0) match anything.
+// ignored (not checked) when mode == 0. Unknown dims (< 0) match anything. With N > 0, Wa (and Wb
+// when mode == 1) must be >= 1: the positions index those tables.
 // Fills p.n, p.num_win_a and p.num_win_b (-1 where unknown; num_win_b = 0 when mode == 0) and,
 // when all three are known, also runs swa_check_params on the result.
 // Returns an empty string when consistent, else a message naming the input, its shape and the
