@@ -28,7 +28,9 @@ for _name in COMMANDS:
 def main() -> None:
     """Entry point: SpanDeployError -> one clear line on stderr and a non-zero exit."""
     try:
-        cli.main(standalone_mode=False)
+        # standalone_mode=False returns a command's exit code (ctx.exit(n), click's Exit) instead of
+        # exiting: pass it on, or `validate`'s FAIL would exit 0.
+        rc = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -40,6 +42,7 @@ def main() -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,16 @@ class TorchBackend:
     def feat_dim(self) -> int:
         return self.cfg.feat_dim
 
+    def run_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The graph's outputs by name for a feed of engine inputs (what the ONNX graphs take), so
+        a comparison tool (validate's polygraphy runner) feeds torch exactly what it feeds them."""
+        import torch
+
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[n])).to(self.device) for n in self.model.input_names]
+        with torch.inference_mode():
+            outs = self.model(*args)
+        return dict(zip(self.model.output_names, (o.float().cpu().numpy() for o in outs)))
+
     def run(self, coords: np.ndarray, feats: np.ndarray) -> SpanResult:
         import torch
 

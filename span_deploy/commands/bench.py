@@ -76,6 +76,51 @@ def _requested_backends(values: tuple[str, ...], available: list[str], model: Pa
     return list(dict.fromkeys(names))
 
 
+# TensorRT timing: the settings TensorRT 11 changed in trtexec, pinned. trtexec prints them as
+# "Data transfers", "Spin-wait" and "CUDA Graph"; its defaults (samples/common/sampleOptions.cpp,
+# TensorRT OSS 10.16 vs 11.0): TensorRT <= 10 times the H2D/D2H copies, without CUDA graphs or
+# spin-wait (--noDataTransfers, --useCudaGraph, --useSpinWait to change); TensorRT 11 does not time
+# the copies and uses CUDA graphs and spin-wait (--includeDataTransfers, --noCudaGraph, --noSpinWait).
+TRTEXEC_DEFAULTS = {10: {"data_transfers": True, "cuda_graph": False, "spin_wait": False},
+                    11: {"data_transfers": False, "cuda_graph": True, "spin_wait": True}}
+TRTEXEC_FLAGS = {10: {"data_transfers": ("", "--noDataTransfers"), "cuda_graph": ("--useCudaGraph", ""),
+                      "spin_wait": ("--useSpinWait", "")},          # setting -> (flag for on, flag for off)
+                 11: {"data_transfers": ("--includeDataTransfers", ""), "cuda_graph": ("", "--noCudaGraph"),
+                      "spin_wait": ("", "--noSpinWait")}}
+# What the trt backend's run() does: copies the inputs in and the outputs out inside its timed
+# 'compute', one execute_async_v3 per slide (no CUDA graph), then cudaStreamSynchronize under CUDA's
+# default scheduling ("auto": the host thread spins while the process has no more CUDA contexts than
+# CPU cores, as in a one-engine bench, else yields) -- trtexec's spin-wait off is a blocking-sync
+# event instead, so "auto" compares with trtexec's spin-wait on.
+TRT_BACKEND_TIMING: dict[str, bool | str] = {"data_transfers": True, "cuda_graph": False, "spin_wait": "auto"}
+
+
+def trt_timing(trt_version: str | None, settings: dict[str, bool | str] | None = None) -> dict[str, Any]:
+    """The TensorRT timing settings of a bench run, trtexec's defaults for ``trt_version`` and the
+    trtexec flags that time the same way (pure)."""
+    from ..backends.tensorrt.build import version_tuple
+
+    s = dict(TRT_BACKEND_TIMING if settings is None else settings)
+    out: dict[str, Any] = {**s, "tensorrt": trt_version, "trtexec_defaults": None, "trtexec_flags": None}
+    if trt_version:
+        key = 11 if version_tuple(trt_version)[0] >= 11 else 10
+        out["trtexec_defaults"] = dict(TRTEXEC_DEFAULTS[key])
+        on = {k: v == "auto" or bool(v) for k, v in s.items()}
+        flags = [TRTEXEC_FLAGS[key][k][0 if on[k] else 1] for k in TRTEXEC_FLAGS[key]]
+        out["trtexec_flags"] = [f for f in flags if f]
+    return out
+
+
+def describe_trt_timing(t: dict[str, Any]) -> str:
+    onoff = {True: "on", False: "off", "auto": "auto (CUDA's default scheduling: spins in a one-engine run)"}
+    text = (f"trt timing (pinned): data transfers {'timed' if t['data_transfers'] else 'not timed'}, "
+            f"CUDA graph {onoff[t['cuda_graph']]}, spin-wait {onoff[t['spin_wait']]}")
+    if t["trtexec_flags"] is not None:
+        flags = " ".join(t["trtexec_flags"]) or "(its defaults)"
+        text += f"; trtexec {t['tensorrt']} times the same with: {flags}"
+    return text
+
+
 def _model_flops_fn() -> Any:
     try:
         from ..flops import model_flops  # type: ignore[import-not-found]
@@ -201,6 +246,7 @@ def _run(names: list[str], open_backend: Any, model: Path | None, checkpoint: Pa
         except RuntimeError as exc:
             warnings.append(f"no gemm reference: {exc}")
 
+    versions = library_versions()
     model_flops = _model_flops_fn()
     settings = {"device": device, "threads": threads, "seed": seed, "feat_dim": feat_dim,
                 "source": "slide" if slide else "synthetic", "slide": slide,
@@ -223,22 +269,26 @@ def _run(names: list[str], open_backend: Any, model: Path | None, checkpoint: Pa
             return model_flops(c, stage_sizes) if model_flops and c is not None else None
 
         console.print(f"[bold]{name}[/bold] ...")
+        run_settings: dict[str, Any] = {"device": device, "threads": threads}
+        if name == "trt":
+            run_settings["tensorrt_timing"] = trt_timing(versions.get("tensorrt"))
         try:
             benches.append(bench_backend(
                 factory, workloads_for, name=name, warmup=warmup, iterations=iterations,
-                duration=duration, flops=flops, settings={"device": device, "threads": threads},
+                duration=duration, flops=flops, settings=run_settings,
                 gemm_flops_per_s=gemm["flops_per_s"] if gemm and gemm["device"] == device else None))
         except SpanDeployError as exc:
-            benches.append(BackendBench(name, {"device": device, "threads": threads}, error=str(exc)))
+            benches.append(BackendBench(name, run_settings, error=str(exc)))
         except Exception as exc:        # one broken backend must not lose the others' numbers
-            benches.append(BackendBench(name, {"device": device, "threads": threads},
-                                        error=f"{type(exc).__name__}: {exc}"))
+            benches.append(BackendBench(name, run_settings, error=f"{type(exc).__name__}: {exc}"))
         opened.clear()
 
-    doc = build_report(benches, machine=machine_info(), versions=library_versions(),
-                       settings=settings, gemm=gemm)
+    doc = build_report(benches, machine=machine_info(), versions=versions, settings=settings, gemm=gemm)
     doc["warnings"] = warnings + doc["warnings"]
     print_report(doc, console)
+    for b in benches:
+        if "tensorrt_timing" in b.settings:
+            console.print(describe_trt_timing(b.settings["tensorrt_timing"]))
     if json_out is not None:
         write_json(doc, json_out)
         console.print(f"report written to {json_out}")

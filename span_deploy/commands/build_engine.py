@@ -1,4 +1,5 @@
-"""`span-deploy build-engine model.onnx -o model.engine`: a TensorRT engine with one shape profile."""
+"""`span-deploy build-engine model.onnx -o model.engine`: a TensorRT engine with one shape profile,
+built through polygraphy's TensorRT loaders (see backends/tensorrt/build.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,8 @@ import click
               help="YAML/JSON: input name -> [min, opt, max] rows or shapes (instead of --*-tokens).")
 @click.option("--plugin-lib", type=click.Path(path_type=Path),
               help="TensorRT plugin library (default: the one built by tools/build_native.sh).")
-@click.option("--timing-cache", type=click.Path(path_type=Path), help="Timing cache to read and update.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path),
+              help="Timing cache to read and update (polygraphy locks it and merges new timings in).")
 @click.option("--workspace-mb", type=click.IntRange(1), default=None, help="Builder workspace limit (MiB).")
 def command(onnx_model: Path, output: Path, fp16: bool, min_tokens: int | None, opt_tokens: int | None,
             max_tokens: int | None, profile_file: Path | None, plugin_lib: Path | None,
@@ -27,11 +29,16 @@ def command(onnx_model: Path, output: Path, fp16: bool, min_tokens: int | None, 
     from ..backends.tensorrt.build import build_engine
     from ..backends.tensorrt.plugin import import_tensorrt
     from ..backends.tensorrt.profiles import build_profile, onnx_input_shapes, read_profile_file, resolve_tokens
+    from ..backends.tensorrt.sidecar import sidecar_path
     from ..errors import BackendError
     from ..metadata import config_from_metadata, read_metadata
+    from ..outputs.atomic import check_output
 
     if profile_file is not None and any(v is not None for v in (min_tokens, opt_tokens, max_tokens)):
         raise click.UsageError("give either --profile or --min/--opt/--max-tokens, not both")
+    for p in (output, sidecar_path(output), timing_cache):   # before any work: a bad path is one line
+        if p is not None:
+            check_output(p)
     if not onnx_model.is_file():
         raise BackendError(f"ONNX model not found: {onnx_model}")
     meta = read_metadata(onnx_model)
