@@ -143,3 +143,33 @@ def test_damaged_model_directory_is_one_clear_error(cpu_dir, tmp_path, damage, n
     r = cli("predict", CASE / "slide.h5", "--model", md)
     assert r.returncode == 2 and needle in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_build_engine_on_a_model_directory_uses_its_target_and_refuses_conflicts(tmp_path):
+    ops_library_or_skip()
+    md = export_dir(TINY, "jetson-orin-fp16", tmp_path / "orin")
+    r = cli("build-engine", md)                    # settings from the target; TensorRT is missing here
+    assert r.returncode == 2 and "TensorRT Python package not found" in r.stderr
+    assert not (md / "model.engine").exists()
+    r = cli("build-engine", md, "--max-tokens", "5")
+    assert r.returncode == 2 and "drop --max-tokens" in r.stderr
+    r = cli("build-engine", md, "--target", "cpu-fp32")
+    assert r.returncode == 2 and "runs on ort, not TensorRT" in r.stderr
+    r = cli("build-engine", md, "--target", "server-fp32")
+    assert r.returncode == 2 and "is a fp16 export" in r.stderr
+
+
+def test_a_recorded_engine_is_what_predict_opens(tmp_path):
+    """deploy.json after build-engine names the engine; predict then routes to trt (and says plainly
+    that TensorRT is missing here), while --backend ort still runs the ONNX."""
+    from span_deploy.deploy.model_dir import read_model_dir, record_engine
+    ops_library_or_skip()
+    md = export_dir(TINY, "server-fp16", tmp_path / "srv")
+    engine = md / "model.engine"
+    engine.write_bytes(b"not built here: no TensorRT")   # stands for build-engine's output file
+    d = record_engine(read_model_dir(md), engine, "10.3.0")
+    assert d.engine == engine and d.doc["versions"]["engine"]["tensorrt"] == "10.3.0"
+    assert d.model_for(None) == ("trt", engine)
+    r = cli("predict", TINY / "slide.h5", "--model", md)
+    assert r.returncode == 2 and "TensorRT Python package not found" in r.stderr
+    assert cli("predict", TINY / "slide.h5", "--model", md, "--backend", "ort").returncode == 0
