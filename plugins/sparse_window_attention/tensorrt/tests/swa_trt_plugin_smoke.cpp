@@ -13,6 +13,8 @@
 //     which returns before touching CUDA.
 // Exit 0 on success; every failed expectation prints its line.
 #include <NvInferRuntime.h>
+
+#include "expect.h"
 #include <NvInferVersion.h>
 #include <dlfcn.h>
 
@@ -28,14 +30,6 @@
 
 using namespace nvinfer1;
 
-static int g_failures = 0;
-#define EXPECT(c)                                                             \
-    do {                                                                      \
-        if (!(c)) {                                                           \
-            std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c); \
-            ++g_failures;                                                     \
-        }                                                                     \
-    } while (0)
 // Same, with a printf-style note (which position / type / input failed).
 #define EXPECT_AT(c, ...)                                                         \
     do {                                                                          \

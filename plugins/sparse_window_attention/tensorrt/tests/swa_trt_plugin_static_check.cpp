@@ -8,6 +8,8 @@
 //   * errors (a bad attribute, a wrong input shape) are logged through getLogger().
 // Exit 0 on success.
 #include <NvInferRuntime.h>
+
+#include "expect.h"
 #include <NvInferVersion.h>
 
 #include <cstdio>
@@ -18,14 +20,6 @@
 
 using namespace nvinfer1;
 
-static int g_failures = 0;
-#define EXPECT(c)                                                             \
-    do {                                                                      \
-        if (!(c)) {                                                           \
-            std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c); \
-            ++g_failures;                                                     \
-        }                                                                     \
-    } while (0)
 
 namespace {
 
