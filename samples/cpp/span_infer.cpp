@@ -1,159 +1,328 @@
-// span_infer: run an exported SPAN ONNX model (attention='plugin') on precomputed engine inputs
-// with the ONNX Runtime C++ API and the span-deploy custom-op library.
+// span_infer: one slide's prediction with the span-deploy C runtime (span_deploy.h): no Python anywhere.
 //
-//   span_infer OPS_LIBRARY MODEL.onnx INPUT_DIR
+//   span_infer [--ops-lib PATH] [--threads N] [--threshold T] MODEL FEATURES [COORDS.npy]
 //
-// INPUT_DIR is written by samples/cpp/prepare_inputs.py: manifest.txt (one line per input, in graph
-// order: `name dtype dim0 dim1 ...`, dtype float32|int32) and NAME.bin (raw little-endian data).
-// Prints `logits: v0 v1 ...` (output 0) and the length of the slide_embedding output.
-#include <onnxruntime_cxx_api.h>
+// MODEL     a span-deploy export (model.onnx) or a model directory (DIR/deploy.json)
+// FEATURES  a folder holding features.npy + coords.npy (or feats.npy + cords.npy, x.npy + pos.npy),
+//           a features .npy followed by its COORDS.npy, or an .h5 feature file (official feats/cords,
+//           x/pos, TRIDENT/CLAM features/coords) when built with HDF5
+//           features: float32 (N, F) ('<f4'; '<f8' is converted); coords: (N, 2) raw level-0 pixel
+//           coordinates on the 224-px grid ('<i8' '<i4', or '<f8' '<f4')
+// Prints the prediction as one JSON object on stdout (the keys of `span-deploy predict`, plus
+// slide_embedding_length); errors go to stderr with exit status 1 (2 for a usage error).
+#include <span_deploy/span_deploy.h>
 
-#include <cstdint>
-#include <cstring>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "npy.h"
+
+#ifdef SPAN_INFER_HDF5
+#include <hdf5.h>
+#endif
+
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Input {
-  std::string name;
-  ONNXTensorElementDataType type;
-  std::vector<int64_t> shape;
-  std::vector<char> data;  // raw bytes, little-endian (the host byte order on every supported target)
+struct Slide {
+  std::vector<float> feats;     // (n, f)
+  std::vector<int64_t> coords;  // (n, 2) when integer
+  std::vector<double> coords_f; // (n, 2) when floating point
+  int64_t n = 0, f = 0;
 };
 
 [[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
 
-size_t element_size(ONNXTensorElementDataType t) {
-  return t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || t == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 ? 4 : 0;
+// (N, F) or (1, N, F) (CLAM/TRIDENT keep a batch axis); coords (N, 2) or (1, N, 2).
+std::vector<int64_t> squeeze(std::vector<int64_t> shape) {
+  if (shape.size() == 3 && shape[0] == 1) shape.erase(shape.begin());
+  return shape;
 }
 
-const char* type_name(ONNXTensorElementDataType t) {
-  switch (t) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float32";
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return "int32";
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return "int64";
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return "float16";
-    default: return "other";
-  }
+void check_shapes(const std::string& where, std::vector<int64_t> fs_, std::vector<int64_t> cs, Slide& s) {
+  fs_ = squeeze(fs_);
+  cs = squeeze(cs);
+  auto str = [](const std::vector<int64_t>& v) {
+    std::string o = "(";
+    for (size_t i = 0; i < v.size(); ++i) o += (i ? ", " : "") + std::to_string(v[i]);
+    return o + (v.size() == 1 ? ",)" : ")");
+  };
+  if (fs_.size() != 2) fail(where + ": features must be 2-D (N, F), got shape " + str(fs_));
+  if (cs.size() != 2 || cs[1] != 2) fail(where + ": coordinates must have shape (N, 2), got " + str(cs));
+  if (fs_[0] != cs[0])
+    fail(where + ": " + std::to_string(fs_[0]) + " feature rows but " + std::to_string(cs[0]) + " coordinates");
+  if (fs_[0] == 0) fail(where + ": the slide is empty (0 patches); nothing to predict");
+  s.n = fs_[0];
+  s.f = fs_[1];
 }
 
-std::vector<Input> read_inputs(const fs::path& dir) {
-  const fs::path manifest = dir / "manifest.txt";
-  std::ifstream in(manifest);
-  if (!in) fail("cannot open " + manifest.string() + " (run samples/cpp/prepare_inputs.py first)");
-  std::vector<Input> inputs;
-  std::string line;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    std::istringstream ls(line);
-    Input x;
-    std::string dtype;
-    if (!(ls >> x.name >> dtype)) fail(manifest.string() + ":" + std::to_string(lineno) + ": expected `name dtype dims...`");
-    if (dtype == "float32") x.type = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-    else if (dtype == "int32") x.type = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
-    else fail(manifest.string() + ":" + std::to_string(lineno) + ": unsupported dtype '" + dtype + "' (float32|int32)");
-    size_t count = 1;
-    std::string tok;
-    while (ls >> tok) {
-      long long d = -1;
-      try { size_t used = 0; d = std::stoll(tok, &used); if (used != tok.size()) d = -1; } catch (...) {}
-      if (d < 0) fail(manifest.string() + ":" + std::to_string(lineno) + ": bad dimension '" + tok + "'");
-      x.shape.push_back(d);
-      count *= static_cast<size_t>(d);
+Slide read_npy_pair(const fs::path& feats_path, const fs::path& coords_path) {
+  const npy::Array fa = npy::read(feats_path.string());
+  const npy::Array ca = npy::read(coords_path.string());
+  if (!fa.is_float())
+    fail(feats_path.string() + ": features have dtype " + fa.descr + "; expected floating point ('<f4')");
+  Slide s;
+  check_shapes(feats_path.string() + " + " + coords_path.string(), fa.shape, ca.shape, s);
+  s.feats = fa.as<float>();
+  if (ca.is_float()) s.coords_f = ca.as<double>();
+  else s.coords = ca.as<int64_t>();
+  return s;
+}
+
+#ifdef SPAN_INFER_HDF5
+struct H5 {
+  hid_t id;
+  herr_t (*close)(hid_t);
+  ~H5() { if (id >= 0) close(id); }
+};
+
+std::vector<int64_t> h5_shape(hid_t d) {
+  H5 sp{H5Dget_space(d), H5Sclose};
+  const int nd = H5Sget_simple_extent_ndims(sp.id);
+  std::vector<hsize_t> dims(nd > 0 ? static_cast<size_t>(nd) : 0);
+  if (nd > 0) H5Sget_simple_extent_dims(sp.id, dims.data(), nullptr);
+  return std::vector<int64_t>(dims.begin(), dims.end());
+}
+
+Slide read_h5(const fs::path& path) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  const std::string p = path.string();
+  H5 file{H5Fopen(p.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose};
+  if (file.id < 0) fail(p + ": not a readable HDF5 file");
+  static const char* names[3][2] = {{"feats", "cords"}, {"x", "pos"}, {"features", "coords"}};
+  for (auto& nm : names) {
+    if (H5Lexists(file.id, nm[0], H5P_DEFAULT) <= 0 || H5Lexists(file.id, nm[1], H5P_DEFAULT) <= 0) continue;
+    H5 fd{H5Dopen2(file.id, nm[0], H5P_DEFAULT), H5Dclose};
+    H5 cd{H5Dopen2(file.id, nm[1], H5P_DEFAULT), H5Dclose};
+    if (fd.id < 0 || cd.id < 0) fail(p + ": cannot open datasets " + nm[0] + "/" + nm[1]);
+    Slide s;
+    check_shapes(p, h5_shape(fd.id), h5_shape(cd.id), s);
+    {
+      H5 t{H5Dget_type(fd.id), H5Tclose};
+      if (H5Tget_class(t.id) != H5T_FLOAT) fail(p + ": features are not floating point");
     }
-    const fs::path bin = dir / (x.name + ".bin");
-    std::ifstream f(bin, std::ios::binary | std::ios::ate);
-    if (!f) fail("missing input file " + bin.string());
-    const auto size = static_cast<size_t>(f.tellg());
-    const size_t want = count * element_size(x.type);
-    if (size != want)
-      fail(bin.string() + ": size mismatch: " + std::to_string(size) + " bytes, manifest says " +
-           std::to_string(want) + " (" + std::to_string(count) + " x " + dtype + ")");
-    x.data.resize(size);
-    f.seekg(0);
-    if (size && !f.read(x.data.data(), static_cast<std::streamsize>(size))) fail("cannot read " + bin.string());
-    inputs.push_back(std::move(x));
+    s.feats.resize(static_cast<size_t>(s.n * s.f));
+    if (H5Dread(fd.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, s.feats.data()) < 0)
+      fail(p + ": cannot read " + nm[0]);
+    H5 ct{H5Dget_type(cd.id), H5Tclose};
+    const H5T_class_t cls = H5Tget_class(ct.id);
+    if (cls == H5T_INTEGER) {
+      s.coords.resize(static_cast<size_t>(2 * s.n));
+      if (H5Dread(cd.id, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, s.coords.data()) < 0)
+        fail(p + ": cannot read " + nm[1]);
+    } else if (cls == H5T_FLOAT) {
+      s.coords_f.resize(static_cast<size_t>(2 * s.n));
+      if (H5Dread(cd.id, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, s.coords_f.data()) < 0)
+        fail(p + ": cannot read " + nm[1]);
+    } else {
+      fail(p + ": coordinates are not numbers");
+    }
+    return s;
   }
-  if (inputs.empty()) fail(manifest.string() + ": no inputs listed");
-  return inputs;
+  fail(p + ": no feature/coordinate datasets; expected feats+cords (official), x+pos, or features+coords (TRIDENT/CLAM)");
+}
+#endif
+
+Slide read_slide(const fs::path& features, const fs::path& coords) {
+  if (!coords.empty()) return read_npy_pair(features, coords);
+  if (fs::is_directory(features)) {
+    static const char* pairs[3][2] = {{"features.npy", "coords.npy"}, {"feats.npy", "cords.npy"}, {"x.npy", "pos.npy"}};
+    for (auto& pr : pairs)
+      if (fs::is_regular_file(features / pr[0]) && fs::is_regular_file(features / pr[1]))
+        return read_npy_pair(features / pr[0], features / pr[1]);
+    fail(features.string() + ": a feature folder must hold features.npy + coords.npy (or feats.npy + cords.npy, "
+                             "x.npy + pos.npy)");
+  }
+  if (!fs::exists(features)) fail("feature file not found: " + features.string());
+  const std::string ext = features.extension().string();
+  if (ext == ".h5" || ext == ".hdf5") {
+#ifdef SPAN_INFER_HDF5
+    return read_h5(features);
+#else
+    fail(features.string() + ": this span_infer was built without HDF5; install the HDF5 C library and rebuild, or "
+                             "convert the file to features.npy + coords.npy");
+#endif
+  }
+  if (ext == ".npy") fail(features.string() + ": a features .npy needs its coordinates .npy as the next argument");
+  fail(features.string() + ": unknown feature file type (expected a folder of .npy files, FEATS.npy COORDS.npy, or .h5)");
+}
+
+// ---- JSON output -----------------------------------------------------------------------------------
+
+std::string num(double v, int digits) {
+  if (!std::isfinite(v)) return "null";
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  return buf;
+}
+
+std::string f32_list(const float* p, int64_t n) {
+  std::string o = "[";
+  for (int64_t i = 0; i < n; ++i) o += (i ? ", " : "") + num(p[i], 9);
+  return o + "]";
+}
+
+std::string f64_list(const std::vector<double>& v) {
+  std::string o = "[";
+  for (size_t i = 0; i < v.size(); ++i) o += (i ? ", " : "") + num(v[i], 17);
+  return o + "]";
+}
+
+std::string quoted(const std::string& s) {
+  std::string o = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') { o += '\\'; o += c; }
+    else if (static_cast<unsigned char>(c) < 0x20) { char b[8]; std::snprintf(b, sizeof b, "\\u%04x", c); o += b; }
+    else o += c;
+  }
+  return o + "\"";
+}
+
+struct Result {
+  span_result* h = nullptr;
+  ~Result() { span_result_free(h); }
+  span_tensor get(const char* name) const {
+    span_tensor t;
+    if (span_result_find(h, name, &t) != SPAN_OK) fail(span_last_error());
+    return t;
+  }
+  int64_t numel(const span_tensor& t) const {
+    int64_t n = 1;
+    for (int i = 0; i < t.ndim; ++i) n *= t.shape[i];
+    return n;
+  }
+  const float* f32(const span_tensor& t) const { return static_cast<const float*>(t.data); }
+};
+
+struct Model {
+  span_model* h = nullptr;
+  ~Model() { span_model_free(h); }
+};
+
+void usage(const char* argv0) {
+  std::cerr << "usage: " << argv0 << " [--ops-lib PATH] [--threads N] [--threshold T] MODEL FEATURES [COORDS.npy]\n"
+            << "  MODEL     model.onnx (span-deploy export) or a model directory (deploy.json)\n"
+            << "  FEATURES  a folder with features.npy + coords.npy, FEATS.npy COORDS.npy, or an .h5 (HDF5 builds)\n"
+            << "  --ops-lib libspan_deploy_ops.so for attention=plugin exports (default: $SPAN_DEPLOY_OPS_LIB, next to\n"
+            << "            libspan_deploy_runtime, or in the model's folder)\n"
+            << "  --threads ONNX Runtime intra-op threads (default: its own)\n"
+            << "  --threshold segmentation: a patch is positive at probability >= T (default: the model's)\n";
 }
 
 int run(int argc, char** argv) {
-  if (argc != 4) {
-    std::cerr << "usage: " << (argc ? argv[0] : "span_infer") << " OPS_LIBRARY MODEL.onnx INPUT_DIR\n"
-              << "  OPS_LIBRARY  libspan_deploy_ops.so (tools/build_native.sh builds it into build/lib)\n"
-              << "  INPUT_DIR    written by samples/cpp/prepare_inputs.py FEATURES.h5 MODEL.onnx INPUT_DIR\n";
-    return 2;
+  std::string ops_lib;
+  int threads = 0;
+  double threshold = -1.0;
+  std::vector<std::string> pos;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) { usage(argv[0]); throw std::invalid_argument(a + " needs a value"); }
+      return argv[++i];
+    };
+    if (a == "--ops-lib") ops_lib = value();
+    else if (a == "--threads") {
+      const std::string v = value();
+      char* end = nullptr;
+      const long t = std::strtol(v.c_str(), &end, 10);
+      if (!end || *end || t < 0 || t > 4096) throw std::invalid_argument("--threads must be an integer >= 0, got " + v);
+      threads = static_cast<int>(t);
+    } else if (a == "--threshold") {
+      const std::string v = value();
+      char* end = nullptr;
+      threshold = std::strtod(v.c_str(), &end);
+      if (!end || *end || !(threshold > 0.0 && threshold < 1.0))
+        throw std::invalid_argument("--threshold must lie strictly between 0 and 1, got " + v);
+    } else if (a == "-h" || a == "--help") { usage(argv[0]); return 0; }
+    else if (a.size() > 1 && a[0] == '-' && a[1] == '-') { usage(argv[0]); throw std::invalid_argument("unknown option " + a); }
+    else pos.push_back(a);
   }
-  const fs::path ops_lib = argv[1], model = argv[2], dir = argv[3];
-  if (!fs::is_regular_file(ops_lib)) fail("custom-op library not found: " + ops_lib.string());
-  if (!fs::is_regular_file(model)) fail("model not found: " + model.string());
-  std::vector<Input> inputs = read_inputs(dir);
+  if (pos.size() < 2 || pos.size() > 3) { usage(argv[0]); throw std::invalid_argument("expected MODEL FEATURES [COORDS.npy]"); }
 
-  Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "span_infer");  // WARNING would report benign buffer-reuse shape notes
-  Ort::SessionOptions opts;
-  opts.RegisterCustomOpsLibrary(ops_lib.c_str());
-  Ort::Session session(env, model.c_str(), opts);
+  const Slide slide = read_slide(pos[1], pos.size() == 3 ? fs::path(pos[2]) : fs::path());
+  Model model;
+  if (span_model_open(pos[0].c_str(), ops_lib.empty() ? nullptr : ops_lib.c_str(), threads, &model.h) != SPAN_OK)
+    fail(span_last_error());
+  const std::string task = span_model_task(model.h);
+  if (threshold > 0.0 && task != "segmentation") fail("--threshold applies to segmentation models; this one is " + task);
+  Result r;
+  const span_status st = slide.coords_f.empty()
+      ? span_model_run(model.h, slide.feats.data(), slide.n, slide.f, slide.coords.data(), &r.h)
+      : span_model_run_f64(model.h, slide.feats.data(), slide.n, slide.f, slide.coords_f.data(), &r.h);
+  if (st != SPAN_OK) fail(pos[1] + ": " + span_last_error());
 
-  // The manifest must list the model's inputs, in graph order, with the model's element types.
-  Ort::AllocatorWithDefaultOptions alloc;
-  const size_t n_in = session.GetInputCount();
-  if (n_in != inputs.size())
-    fail("the model has " + std::to_string(n_in) + " inputs but the manifest lists " + std::to_string(inputs.size()) +
-         " (prepared for a different model?)");
-  for (size_t i = 0; i < n_in; ++i) {
-    const std::string name = session.GetInputNameAllocated(i, alloc).get();
-    if (name != inputs[i].name) fail("input " + std::to_string(i) + ": model expects '" + name + "', manifest has '" + inputs[i].name + "'");
-    const auto t = session.GetInputTypeInfo(i).GetTensorTypeAndShapeInfo().GetElementType();
-    if (t != inputs[i].type)
-      fail("input '" + name + "': model expects " + type_name(t) + ", manifest has " + type_name(inputs[i].type));
+  std::ostringstream o;
+  o << "{\"task\": " << quoted(task) << ", \"model\": " << quoted(pos[0]) << ", \"backend\": \"cpp-ort\"";
+  const span_tensor emb = r.get("slide_embedding");
+  if (task == "segmentation") {
+    const span_tensor z = r.get("patch_logits"), p = r.get("patch_scores");
+    const float t = static_cast<float>(threshold > 0.0 ? threshold : span_model_threshold(model.h));
+    const int64_t n = r.numel(z);
+    std::string labels = "[";
+    int64_t positive = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const bool on = r.f32(p)[i] >= t;
+      positive += on;
+      labels += (i ? ", " : "") + std::string(on ? "1" : "0");
+    }
+    o << ", \"patch_logits\": " << f32_list(r.f32(z), n) << ", \"patch_probabilities\": " << f32_list(r.f32(p), n)
+      << ", \"patch_labels\": " << labels << "], \"threshold\": " << num(threshold > 0.0 ? threshold : span_model_threshold(model.h), 17)
+      << ", \"num_positive\": " << positive << ", \"num_patches\": " << n;
+  } else {
+    const span_tensor lt = r.get("logits");
+    const int64_t c = r.numel(lt);
+    const float* z = r.f32(lt);
+    o << ", \"logits\": " << f32_list(z, c);
+    if (task == "survival") {  // float32 as the official evaluation: sigmoid, cumprod(1 - h), -sum
+      std::vector<float> hz(static_cast<size_t>(c)), sv(static_cast<size_t>(c));
+      float acc = 1.0f, sum = 0.0f;
+      for (int64_t i = 0; i < c; ++i) {
+        hz[static_cast<size_t>(i)] = 1.0f / (1.0f + std::exp(-z[i]));
+        acc *= 1.0f - hz[static_cast<size_t>(i)];
+        sv[static_cast<size_t>(i)] = acc;
+        sum += acc;
+      }
+      o << ", \"hazards\": " << f32_list(hz.data(), c) << ", \"survival\": " << f32_list(sv.data(), c)
+        << ", \"risk\": " << num(-sum, 9);
+    } else {  // softmax in float64, as prediction.py
+      double mx = -INFINITY, tot = 0.0;
+      for (int64_t i = 0; i < c; ++i) mx = std::fmax(mx, z[i]);
+      std::vector<double> p(static_cast<size_t>(c));
+      for (int64_t i = 0; i < c; ++i) tot += p[static_cast<size_t>(i)] = std::exp(double(z[i]) - mx);
+      int64_t best = 0;
+      for (int64_t i = 0; i < c; ++i) {
+        p[static_cast<size_t>(i)] /= tot;
+        if (p[static_cast<size_t>(i)] > p[static_cast<size_t>(best)]) best = i;
+      }
+      o << ", \"probabilities\": " << f64_list(p) << ", \"predicted_class\": " << best;
+    }
+    o << ", \"num_patches\": " << r.numel(r.get("patch_scores"));
   }
-
-  const auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
-  std::vector<Ort::Value> values;
-  std::vector<const char*> in_names;
-  for (auto& x : inputs) {
-    values.push_back(Ort::Value::CreateTensor(mem, x.data.data(), x.data.size(), x.shape.data(), x.shape.size(), x.type));
-    in_names.push_back(x.name.c_str());
+  o << ", \"slide_embedding\": " << f32_list(r.f32(emb), r.numel(emb)) << ", \"slide_embedding_length\": " << r.numel(emb);
+  const span_tensor sizes = r.get("stage_sizes");
+  o << ", \"stage_sizes\": [";
+  for (int64_t i = 0; i < sizes.shape[0]; ++i) o << (i ? ", " : "") << static_cast<const int64_t*>(sizes.data)[i];
+  o << "], \"stage_global_tokens\": [";
+  for (int s = 0; s < sizes.shape[0]; ++s) {
+    const span_tensor g = r.get(("stage" + std::to_string(s) + "_globals").c_str());
+    o << (s ? ", " : "") << "[";
+    const int64_t rows = g.ndim ? g.shape[0] : 0, cols = g.ndim > 1 ? g.shape[1] : 1;
+    for (int64_t i = 0; i < rows; ++i) o << (i ? ", " : "") << f32_list(r.f32(g) + i * cols, cols);
+    o << "]";
   }
-
-  // Fetch output 0 (logits) and slide_embedding.
-  std::vector<std::string> out_names_s{session.GetOutputNameAllocated(0, alloc).get()};
-  for (size_t i = 1; i < session.GetOutputCount(); ++i) {
-    std::string n = session.GetOutputNameAllocated(i, alloc).get();
-    if (n == "slide_embedding") out_names_s.push_back(n);
-  }
-  std::vector<const char*> out_names;
-  for (auto& n : out_names_s) out_names.push_back(n.c_str());
-
-  auto outs = session.Run(Ort::RunOptions{nullptr}, in_names.data(), values.data(), values.size(),
-                          out_names.data(), out_names.size());
-
-  auto print = [](const char* label, const Ort::Value& v) {
-    const auto info = v.GetTensorTypeAndShapeInfo();
-    if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) fail(std::string(label) + ": not float32");
-    const float* p = v.GetTensorData<float>();
-    std::cout << label << ":";
-    std::cout.precision(9);
-    for (size_t i = 0; i < info.GetElementCount(); ++i) std::cout << ' ' << p[i];
-    std::cout << '\n';
-    return info.GetElementCount();
-  };
-  print("logits", outs[0]);  // output 0
-  if (out_names_s.size() > 1)
-    std::cout << "slide_embedding length: " << outs[1].GetTensorTypeAndShapeInfo().GetElementCount() << '\n';
-  else
-    std::cout << "slide_embedding: (not an output of this model)\n";
+  const span_tensor tm = r.get("timings");
+  const double* tv = static_cast<const double*>(tm.data);
+  o << "], \"timings\": {\"rulebook\": " << num(tv[0], 6) << ", \"compute\": " << num(tv[1], 6)
+    << ", \"total\": " << num(tv[2], 6) << "}}";
+  std::cout << o.str() << std::endl;
   return 0;
 }
 
@@ -162,8 +331,9 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return run(argc, argv);
-  } catch (const Ort::Exception& e) {
-    std::cerr << "span_infer: onnxruntime error: " << e.what() << '\n';
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "span_infer: usage error: " << e.what() << '\n';
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "span_infer: error: " << e.what() << '\n';
   }
