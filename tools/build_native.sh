@@ -8,7 +8,9 @@
 #                                  or /usr/include/{aarch64,x86_64}-linux-gnu (JetPack, NVIDIA's
 #                                  Debian/Ubuntu packages); needs CUDA
 #   libspan_deploy_runtime.so      the C runtime (cpp/, span_deploy.h) + build/bin/span_infer, when the
-#                                  ORT headers and ORT_LIBRARY (the onnxruntime wheel's) are found
+#                                  ORT headers and ORT_LIBRARY (the onnxruntime wheel's) are found; it
+#                                  also runs TensorRT engines when the TensorRT headers and CUDA are
+#                                  found (libnvinfer loaded at run time)
 #
 # Usage: bash tools/build_native.sh [--cuda-arch LIST] [CMAKE_ARGS ...]
 #   --cuda-arch LIST  CUDA architectures (CMAKE_CUDA_ARCHITECTURES): 87 (Jetson Orin), 90,

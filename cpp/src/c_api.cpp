@@ -1,4 +1,5 @@
 // The C interface (span_deploy.h): opaque handles over the C++ parts; every exception stops here.
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -141,6 +142,7 @@ const char* span_status_name(span_status status) {
     case SPAN_ERR_RUNTIME: return "SPAN_ERR_RUNTIME";
     case SPAN_ERR_NOT_FOUND: return "SPAN_ERR_NOT_FOUND";
     case SPAN_ERR_INTERNAL: return "SPAN_ERR_INTERNAL";
+    case SPAN_ERR_PROFILE: return "SPAN_ERR_PROFILE";
   }
   return "SPAN_ERR_UNKNOWN";
 }
@@ -151,15 +153,60 @@ span_status span_model_open(const char* path, const char* ops_library, int32_t t
     *out = nullptr;
     need(path, "path");
     if (threads < 0) span::fail(SPAN_ERR_INVALID_ARGUMENT, "threads must be >= 0 (0: ONNX Runtime's default)");
+    span::OpenOptions o;
+    o.ops_library = ops_library ? ops_library : "";
+    o.threads = threads;
     auto h = std::make_unique<span_model>();
-    h->impl = span::open_model(path, ops_library ? ops_library : "", threads);
+    h->impl = span::open_model(path, o);
     *out = h.release();
   });
 }
 
+void span_open_options_init(span_open_options* options) {
+  if (!options) return;
+  std::memset(options, 0, sizeof *options);
+  options->struct_size = static_cast<uint32_t>(sizeof *options);
+  options->trt_contexts = 1;
+}
+
+span_status span_model_open_ex(const char* path, const span_open_options* options, span_model** out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    need(path, "path");
+    span::OpenOptions o;
+    if (options) {
+      const size_t size = options->struct_size;
+      if (size < offsetof(span_open_options, backend) + sizeof(const char*))
+        span::fail(SPAN_ERR_INVALID_ARGUMENT, "options->struct_size is " + std::to_string(size) +
+                                                  "; set it with span_open_options_init (sizeof(span_open_options))");
+      // the fields a caller's (possibly older, shorter) struct has
+      auto has = [&](size_t offset, size_t bytes) { return offset + bytes <= size; };
+      if (options->backend) o.backend = options->backend;
+      if (has(offsetof(span_open_options, ops_library), sizeof(const char*)) && options->ops_library)
+        o.ops_library = options->ops_library;
+      if (has(offsetof(span_open_options, plugin_library), sizeof(const char*)) && options->plugin_library)
+        o.plugin_library = options->plugin_library;
+      if (has(offsetof(span_open_options, threads), sizeof(int32_t))) o.threads = options->threads;
+      if (has(offsetof(span_open_options, device), sizeof(int32_t))) o.device = options->device;
+      if (has(offsetof(span_open_options, trt_contexts), sizeof(int32_t)))
+        o.trt_contexts = options->trt_contexts > 0 ? options->trt_contexts : 1;
+      if (has(offsetof(span_open_options, trt_contexts), sizeof(int32_t)) && options->trt_contexts < 0)
+        span::fail(SPAN_ERR_INVALID_ARGUMENT, "trt_contexts must be >= 0 (0: one)");
+    }
+    if (o.backend.empty()) o.backend = "auto";
+    auto h = std::make_unique<span_model>();
+    h->impl = span::open_model(path, o);
+    *out = h.release();
+  });
+}
+
+const char* span_runtime_backends(void) { return span::runtime_backends(); }
+
 void span_model_free(span_model* model) { delete model; }
 
 const char* span_model_task(const span_model* m) { return m ? m->impl->cfg.task.c_str() : ""; }
+const char* span_model_backend(const span_model* m) { return m ? m->impl->backend.c_str() : ""; }
 const char* span_model_attention(const span_model* m) { return m ? m->impl->attention.c_str() : ""; }
 const char* span_model_precision(const span_model* m) { return m ? m->impl->precision.c_str() : ""; }
 const char* span_model_onnx_path(const span_model* m) { return m ? m->impl->onnx_path.c_str() : ""; }

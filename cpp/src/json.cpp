@@ -1,6 +1,8 @@
 #include "json.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <locale>
 #include <sstream>
@@ -251,5 +253,84 @@ class Parser {
 }  // namespace
 
 Value parse(std::string_view text) { return Parser(text).document(); }
+
+namespace {
+
+void dump_string(const std::string& s, std::string& out) {
+  out += '"';
+  for (const char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+void dump_number(const Value& v, std::string& out) {
+  if (v.integral) {
+    out += std::to_string(v.integer);
+    return;
+  }
+  const double d = v.number;
+  if (std::isnan(d)) { out += "NaN"; return; }
+  if (std::isinf(d)) { out += d < 0 ? "-Infinity" : "Infinity"; return; }
+  char buf[40];
+  for (int prec = 1; prec <= 17; ++prec) {  // the shortest text that reads back as d
+    std::snprintf(buf, sizeof buf, "%.*g", prec, d);
+    if (std::strtod(buf, nullptr) == d) break;
+  }
+  std::string s(buf);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // stays a float when read back
+  out += s;
+}
+
+void dump_value(const Value& v, std::string& out) {
+  switch (v.type) {
+    case Value::Type::Null: out += "null"; break;
+    case Value::Type::Bool: out += v.boolean ? "true" : "false"; break;
+    case Value::Type::Number: dump_number(v, out); break;
+    case Value::Type::String: dump_string(v.string, out); break;
+    case Value::Type::Array:
+      out += '[';
+      for (size_t i = 0; i < v.array.size(); ++i) {
+        if (i) out += ", ";
+        dump_value(v.array[i], out);
+      }
+      out += ']';
+      break;
+    case Value::Type::Object:
+      out += '{';
+      for (size_t i = 0; i < v.object.size(); ++i) {
+        if (i) out += ", ";
+        dump_string(v.object[i].first, out);
+        out += ": ";
+        dump_value(v.object[i].second, out);
+      }
+      out += '}';
+      break;
+  }
+}
+
+}  // namespace
+
+std::string dump(const Value& v) {
+  std::string out;
+  dump_value(v, out);
+  return out;
+}
 
 }  // namespace span::json

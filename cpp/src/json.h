@@ -1,5 +1,6 @@
 // A small JSON reader (RFC 8259, plus Python json's NaN / Infinity / -Infinity, which json.dumps writes
-// for non-finite floats). Enough for deploy.json and the span_deploy metadata of an export; no writer.
+// for non-finite floats). Enough for deploy.json, an engine's sidecar and the span_deploy metadata of an
+// export; and a compact writer (dump) for metadata that came from a sidecar.
 #pragma once
 
 #include <cstdint>
@@ -42,5 +43,10 @@ struct Value {
 Value parse(std::string_view text);
 
 const char* type_name(Value::Type t);
+
+// Compact JSON text of `v` (", " / ": " separators as Python's json.dumps; object members in document
+// order; integers exact, other numbers as the shortest text that reads back; NaN / Infinity as Python
+// writes them; non-ASCII bytes pass through as UTF-8).
+std::string dump(const Value& v);
 
 }  // namespace span::json

@@ -11,9 +11,15 @@
 #include <mutex>
 #include <sstream>
 
+#include "engine_meta.h"
 #include "errors.h"
+#include "half.h"
 #include "json.h"
+#include "model_files.h"
 #include "onnx_meta.h"
+#ifdef SPAN_DEPLOY_WITH_TENSORRT
+#include "trt_backend.h"
+#endif
 
 #if defined(_WIN32)
 #include <windows.h>
@@ -28,7 +34,6 @@ namespace span {
 namespace {
 
 constexpr const char* kMetadataKey = "span_deploy";
-constexpr const char* kOpsLibrary = "libspan_deploy_ops.so";
 
 // One ONNX Runtime environment per process, alive while some model uses it (it must outlive the
 // sessions; a static one would be destroyed at exit before leaked sessions).
@@ -42,14 +47,6 @@ std::shared_ptr<Ort::Env> shared_env() {
     weak = env;
   }
   return env;
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) fail(SPAN_ERR_IO, "cannot read " + p.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // The folder libspan_deploy_runtime itself was loaded from ("" when unknown).
@@ -69,15 +66,22 @@ fs::path own_dir() {
 #endif
 }
 
-std::string ops_library_for(const std::string& given, const fs::path& model_folder, const std::string& lib_name,
-                            const std::string& model) {
+// A library the model needs: `given`, else $ENV, else next to this runtime, else in the model's folder.
+struct LibrarySearch {
+  const char* env;         // SPAN_DEPLOY_OPS_LIB / SPAN_DEPLOY_TRT_PLUGIN_LIB
+  const char* what;        // "custom-op library" / "TensorRT plugin library"
+  std::string otherwise;   // the end of the message when it is nowhere
+};
+
+std::string library_for(const std::string& given, const fs::path& model_folder, const std::string& lib_name,
+                        const std::string& model, const LibrarySearch& how) {
   if (!given.empty()) {
-    if (!fs::is_regular_file(given)) fail(SPAN_ERR_IO, "custom-op library not found: " + given);
+    if (!fs::is_regular_file(given)) fail(SPAN_ERR_IO, std::string(how.what) + " not found: " + given);
     return given;
   }
-  if (const char* env = std::getenv("SPAN_DEPLOY_OPS_LIB"); env && *env) {
+  if (const char* env = std::getenv(how.env); env && *env) {
     if (!fs::is_regular_file(env))
-      fail(SPAN_ERR_IO, std::string("SPAN_DEPLOY_OPS_LIB=") + env + " does not name an existing file (the custom-op library)");
+      fail(SPAN_ERR_IO, std::string(how.env) + "=" + env + " does not name an existing file (the " + how.what + ")");
     return env;
   }
   std::vector<fs::path> tried;
@@ -89,9 +93,8 @@ std::string ops_library_for(const std::string& given, const fs::path& model_fold
   }
   std::string where;
   for (const auto& p : tried) where += ", " + p.string();
-  fail(SPAN_ERR_IO, model + " has attention=plugin and needs the custom-op library " + lib_name +
-                        " (looked in $SPAN_DEPLOY_OPS_LIB" + where + "); pass its path (tools/build_native.sh builds it "
-                        "into build/lib), or export the model with --attention portable");
+  fail(SPAN_ERR_IO, model + " has attention=plugin and needs the " + how.what + " " + lib_name + " (looked in $" +
+                        how.env + where + "); " + how.otherwise);
 }
 
 const char* element_name(ONNXTensorElementDataType t) {
@@ -105,30 +108,6 @@ const char* element_name(ONNXTensorElementDataType t) {
   }
 }
 
-// numpy's float32 -> float16 (round to nearest even, subnormals, overflow to inf); NaN cannot reach here.
-uint16_t to_half(float value) {
-  uint32_t f;
-  std::memcpy(&f, &value, 4);
-  const uint16_t sign = static_cast<uint16_t>((f & 0x80000000u) >> 16);
-  uint32_t exp = f & 0x7f800000u;
-  if (exp >= 0x47800000u) {  // overflow, inf, nan
-    if (exp == 0x7f800000u && (f & 0x007fffffu)) return static_cast<uint16_t>(sign | 0x7e00u);
-    return static_cast<uint16_t>(sign | 0x7c00u);
-  }
-  if (exp <= 0x38000000u) {  // a subnormal half or zero
-    if (exp < 0x33000000u) return sign;
-    exp >>= 23;
-    uint32_t sig = 0x00800000u + (f & 0x007fffffu);
-    sig >>= (113 - exp);
-    if (((sig & 0x00003fffu) != 0x00001000u) || (f & 0x000007ffu)) sig += 0x00001000u;
-    return static_cast<uint16_t>(sign + (sig >> 13));
-  }
-  const uint16_t hexp = static_cast<uint16_t>((exp - 0x38000000u) >> 13);
-  uint32_t sig = f & 0x007fffffu;
-  if ((sig & 0x00003fffu) != 0x00001000u) sig += 0x00001000u;
-  return static_cast<uint16_t>(sign + (static_cast<uint16_t>(sig >> 13) + hexp));
-}
-
 }  // namespace
 
 struct Session {
@@ -139,16 +118,15 @@ struct Session {
   std::vector<ONNXTensorElementDataType> input_types;
 };
 
-Config config_from_metadata(const std::string& metadata_json, const std::string& where, std::string* attention,
-                            std::string* precision) {
-  json::Value meta;
-  const std::string damaged = where + ": its span-deploy metadata is damaged (not the JSON `span-deploy export` writes); "
-                                      "re-export the model";
-  try {
-    meta = json::parse(metadata_json);
-  } catch (const json::ParseError&) {
-    fail(SPAN_ERR_MODEL, damaged);
-  }
+#ifdef SPAN_DEPLOY_WITH_TENSORRT
+const char* runtime_backends() { return "ort,trt"; }
+#else
+const char* runtime_backends() { return "ort"; }
+#endif
+
+Config config_from_metadata(const json::Value& meta, const std::string& where, std::string* attention,
+                            std::string* precision, const std::string& redo) {
+  const std::string damaged = where + ": its span-deploy metadata is damaged (not the JSON `span-deploy export` writes); " + redo;
   const json::Value* cfg = meta.find("config");
   const json::Value* att = meta.find("attention");
   const json::Value* names = meta.find("input_names");
@@ -161,7 +139,7 @@ Config config_from_metadata(const std::string& metadata_json, const std::string&
     if (version && version->integral) v = std::to_string(version->integer);
     else if (version && version->is_string()) v = "'" + version->string + "'";
     fail(SPAN_ERR_MODEL, where + ": made for rulebook version " + v + ", this span-deploy builds version " +
-                             std::to_string(kRulebookVersion) + "; re-export the model");
+                             std::to_string(kRulebookVersion) + "; " + redo);
   }
   if (attention) *attention = att->string;
   if (precision) {
@@ -171,57 +149,66 @@ Config config_from_metadata(const std::string& metadata_json, const std::string&
   try {
     return config_from_json(*cfg, where);
   } catch (const Error& e) {
-    fail(SPAN_ERR_MODEL, where + ": the model config in its metadata is damaged (" + e.what() + "); re-export the model");
+    fail(SPAN_ERR_MODEL, where + ": the model config in its metadata is damaged (" + e.what() + "); " + redo);
   }
 }
 
-std::unique_ptr<Model> open_model(const std::string& path_in, const std::string& ops_library, int threads) {
-  if (path_in.empty()) fail(SPAN_ERR_INVALID_ARGUMENT, "no model path given");
-  fs::path path(path_in);
-  std::string ops_name = kOpsLibrary;
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) {  // a model directory (span_deploy/deploy/model_dir.py)
-    const fs::path f = path / "deploy.json";
-    if (!fs::is_regular_file(f))
-      fail(SPAN_ERR_MODEL, path.string() + " is a folder but not a span-deploy model directory (no deploy.json); write "
-                                           "one with `span-deploy export --target NAME -o DIR`, or pass a model file");
-    json::Value doc;
-    try {
-      doc = json::parse(read_text(f));
-    } catch (const json::ParseError& e) {
-      fail(SPAN_ERR_MODEL, f.string() + ": not readable JSON (" + e.what() + "); re-export the model directory");
-    }
-    const json::Value* format = doc.find("format");
-    if (!format || !format->is_string() || format->string != "span-deploy-model-dir")
-      fail(SPAN_ERR_MODEL, f.string() + ": not a span-deploy deploy.json (format 'span-deploy-model-dir' missing)");
-    const json::Value* fv = doc.find("format_version");
-    if (!fv || !fv->integral || fv->integer != 1)
-      fail(SPAN_ERR_MODEL, f.string() + ": deploy.json format version " +
-                               (fv && fv->integral ? std::to_string(fv->integer) : std::string("?")) +
-                               "; this span-deploy reads version 1; re-export the model directory");
-    const json::Value* files = doc.find("files");
-    const json::Value* onnx = files ? files->find("onnx") : nullptr;
-    const json::Value* meta = doc.find("metadata");
-    const json::Value* att = meta ? meta->find("attention") : nullptr;
-    if (!files || !files->is_object() || !onnx || !onnx->is_string() || !meta || !meta->is_object() || !att ||
-        !att->is_string() || (att->string != "plugin" && att->string != "portable"))
-      fail(SPAN_ERR_MODEL, f.string() + ": deploy.json is damaged (files / metadata missing); re-export the model directory");
-    const std::string& name = onnx->string;
-    if (name.empty() || name == "." || name == ".." || name.find_first_of("/\\") != std::string::npos)
-      fail(SPAN_ERR_MODEL, f.string() + ": files.onnx must be a file name inside the folder, not '" + name + "'");
-    if (!fs::is_regular_file(path / name))
-      fail(SPAN_ERR_MODEL, path.string() + ": deploy.json names " + name + " (onnx) but the folder has no such file; "
-                                           "copy the whole folder, or re-export it");
-    if (const json::Value* libs = doc.find("plugin_library"))
-      if (const json::Value* ort = libs->find("ort"); ort && ort->is_string() && !ort->string.empty() &&
-                                                     ort->string.find_first_of("/\\") == std::string::npos)
-        ops_name = ort->string;
-    path /= name;
-  } else if (!fs::is_regular_file(path, ec)) {
-    fail(SPAN_ERR_IO, "model file not found: " + path.string());
+Config config_from_metadata(const std::string& metadata_json, const std::string& where, std::string* attention,
+                            std::string* precision) {
+  json::Value meta;
+  try {
+    meta = json::parse(metadata_json);
+  } catch (const json::ParseError&) {
+    fail(SPAN_ERR_MODEL, where + ": its span-deploy metadata is damaged (not the JSON `span-deploy export` writes); "
+                                 "re-export the model");
   }
+  return config_from_metadata(meta, where, attention, precision);
+}
 
+namespace {
+
+bool ends_with(const std::string& s, const char* tail) {
+  const size_t n = std::strlen(tail);
+  return s.size() >= n && s.compare(s.size() - n, n, tail) == 0;
+}
+
+// The graph (ONNX session or engine) must take the contract's inputs (io.engine_inputs) in their types
+// and give its outputs: `inputs` (name, element type name), `outputs` (names). `redo` says what to do.
+void check_contract(const Model& m, const std::string& where, const std::vector<std::pair<std::string, std::string>>& inputs,
+                    const std::vector<std::string>& outputs, const std::string& redo) {
+  const std::vector<std::string> contract = engine_input_names(m.cfg);
+  for (const auto& in : inputs) {
+    const std::string& name = in.first;
+    if (std::find(contract.begin(), contract.end(), name) == contract.end())
+      fail(SPAN_ERR_MODEL, where + ": the model takes input '" + name + "', which the rulebook (version " +
+                               std::to_string(kRulebookVersion) + ") does not produce for its config; " + redo);
+    const std::string want = name == "feats" ? (in.second == "float16" ? "float16" : "float32")
+                             : ends_with(name, "_coords") ? "float32"
+                                                          : "int32";
+    if (in.second != want)
+      fail(SPAN_ERR_MODEL, where + ": input '" + name + "' is " + in.second + " in the model, the contract says " + want +
+                               "; " + redo);
+  }
+  std::string missing;
+  for (const std::string& name : engine_output_names(m.cfg))
+    if (std::find(outputs.begin(), outputs.end(), name) == outputs.end()) missing += (missing.empty() ? "'" : ", '") + name + "'";
+  if (!missing.empty())
+    fail(SPAN_ERR_MODEL, where + ": the model has no output(s) [" + missing + "] (was it exported by this span-deploy "
+                                 "for this config?); " + redo);
+}
+
+const LibrarySearch kOpsSearch{"SPAN_DEPLOY_OPS_LIB", "custom-op library",
+                               "pass its path (tools/build_native.sh builds it into build/lib), or export the model "
+                               "with --attention portable"};
+const LibrarySearch kPluginSearch{"SPAN_DEPLOY_TRT_PLUGIN_LIB", "TensorRT plugin library",
+                                  "pass its path (the plugin_library option, span_infer --plugin-lib; "
+                                  "tools/build_native.sh builds it into build/lib with the TensorRT headers), or "
+                                  "build the engine from a --attention portable export"};
+
+std::unique_ptr<Model> open_onnx(const ModelFile& mf, const OpenOptions& o) {
+  const fs::path path(mf.file);
   auto m = std::make_unique<Model>();
+  m->backend = "ort";
   m->onnx_path = path.string();
   bool found = false;
   for (auto& kv : read_onnx_metadata(m->onnx_path)) {
@@ -239,9 +226,9 @@ std::unique_ptr<Model> open_model(const std::string& path_in, const std::string&
   try {
     s->env = shared_env();
     Ort::SessionOptions opts;
-    if (threads > 0) opts.SetIntraOpNumThreads(threads);
+    if (o.threads > 0) opts.SetIntraOpNumThreads(o.threads);
     if (m->attention == "plugin") {
-      const std::string lib = ops_library_for(ops_library, path.parent_path(), ops_name, m->onnx_path);
+      const std::string lib = library_for(o.ops_library, path.parent_path(), mf.ops_name, m->onnx_path, kOpsSearch);
       try {
         opts.RegisterCustomOpsLibrary(fs::path(lib).c_str());
       } catch (const Ort::Exception& e) {
@@ -260,33 +247,81 @@ std::unique_ptr<Model> open_model(const std::string& path_in, const std::string&
   } catch (const Ort::Exception& e) {
     fail(SPAN_ERR_RUNTIME, m->onnx_path + ": ONNX Runtime could not load the model: " + e.what());
   }
-
-  // The session must take the contract's inputs (io.engine_inputs) and give its outputs.
-  const std::vector<std::string> contract = engine_input_names(m->cfg);
-  for (size_t i = 0; i < s->input_names.size(); ++i) {
-    const std::string& name = s->input_names[i];
-    if (std::find(contract.begin(), contract.end(), name) == contract.end())
-      fail(SPAN_ERR_MODEL, m->onnx_path + ": the model takes input '" + name + "', which the rulebook (version " +
-                               std::to_string(kRulebookVersion) + ") does not produce for its config; re-export it "
-                               "with this span-deploy");
-    const ONNXTensorElementDataType want =
-        name == "feats" ? (s->input_types[i] == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16
-                                                                                      : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
-        : name.size() > 7 && name.compare(name.size() - 7, 7, "_coords") == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT
-                                                                              : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
-    if (s->input_types[i] != want)
-      fail(SPAN_ERR_MODEL, m->onnx_path + ": input '" + name + "' is " + element_name(s->input_types[i]) +
-                               " in the model, the contract says " + element_name(want) + "; re-export it");
-  }
-  std::string missing;
-  for (const std::string& name : engine_output_names(m->cfg))
-    if (std::find(s->output_names.begin(), s->output_names.end(), name) == s->output_names.end())
-      missing += (missing.empty() ? "'" : ", '") + name + "'";
-  if (!missing.empty())
-    fail(SPAN_ERR_MODEL, m->onnx_path + ": the model has no output(s) [" + missing + "]; was it exported by this "
-                                        "span-deploy for this config? Re-export it with `span-deploy export`");
+  std::vector<std::pair<std::string, std::string>> inputs;
+  for (size_t i = 0; i < s->input_names.size(); ++i) inputs.emplace_back(s->input_names[i], element_name(s->input_types[i]));
+  check_contract(*m, m->onnx_path, inputs, s->output_names, "re-export it with this span-deploy (`span-deploy export`)");
+  m->half_feats = std::find(s->input_types.begin(), s->input_types.end(), ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) !=
+                  s->input_types.end();
   m->session = std::move(s);
   return m;
+}
+
+#ifdef SPAN_DEPLOY_WITH_TENSORRT
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(SPAN_ERR_IO, "cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (!in.good() && !in.eof()) fail(SPAN_ERR_IO, "cannot read " + path);
+  return ss.str();
+}
+#endif
+
+std::unique_ptr<Model> open_engine(const ModelFile& mf, const OpenOptions& o) {
+#ifndef SPAN_DEPLOY_WITH_TENSORRT
+  (void)o;
+  fail(SPAN_ERR_RUNTIME, mf.file + " is a TensorRT engine, but this span-deploy runtime was built without TensorRT; "
+                                   "rebuild with TensorRT headers (and CUDA): tools/build_native.sh with TENSORRT_ROOT or "
+                                   "TensorRT_INCLUDE_DIR set (-DSPAN_DEPLOY_WITH_TENSORRT=ON), or run the model's ONNX "
+                                   "on ONNX Runtime" +
+                                   (mf.directory ? " (open the model directory with backend ort: " + mf.onnx + ")"
+                                                 : std::string(" (backend ort, the model.onnx it was built from)")));
+#else
+  const Sidecar side = read_sidecar(mf.file);
+  auto m = std::make_unique<Model>();
+  m->backend = "trt";
+  m->onnx_path = mf.file;
+  m->metadata_json = json::dump(side.meta);
+  m->cfg = config_from_metadata(side.meta, side.path, &m->attention, &m->precision,
+                                "re-export the model and rebuild the engine");
+  if (!side.precision.empty()) m->precision = side.precision;
+  TrtOpenArgs a;
+  a.engine_path = mf.file;
+  a.engine_bytes = read_bytes(mf.file);
+  if (a.engine_bytes.empty()) fail(SPAN_ERR_MODEL, mf.file + ": the engine file is empty; rebuild it with `span-deploy build-engine`");
+  check_sidecar_matches(side, mf.file, a.engine_bytes);
+  a.built_with = side.tensorrt;
+  a.needs_plugin = m->attention == "plugin";
+  const std::string given = o.plugin_library, folder = mf.folder, name = mf.plugin_name, engine = mf.file;
+  a.find_plugin = [given, folder, name, engine] { return library_for(given, folder, name, engine, kPluginSearch); };
+  a.max_tokens = side.max_tokens;
+  a.device = o.device;
+  a.contexts = o.trt_contexts;
+  m->trt = trt_open(a);
+  std::vector<std::pair<std::string, std::string>> inputs;
+  std::vector<std::string> outputs;
+  for (const TrtTensorInfo& t : trt_tensors(*m->trt)) {
+    if (t.input) inputs.emplace_back(t.name, t.dtype);
+    else outputs.push_back(t.name);
+  }
+  check_contract(*m, mf.file, inputs, outputs, "re-export the model and rebuild the engine");
+  for (const auto& in : inputs) m->half_feats = m->half_feats || (in.first == "feats" && in.second == "float16");
+  return m;
+#endif
+}
+
+}  // namespace
+
+std::unique_ptr<Model> open_model(const std::string& path, const OpenOptions& options) {
+  if (options.threads < 0) fail(SPAN_ERR_INVALID_ARGUMENT, "threads must be >= 0 (0: ONNX Runtime's default)");
+  if (options.device < 0) fail(SPAN_ERR_INVALID_ARGUMENT, "device must be >= 0 (a CUDA device ordinal)");
+  if (options.trt_contexts < 0) fail(SPAN_ERR_INVALID_ARGUMENT, "trt_contexts must be >= 0 (0: one)");
+  #ifdef SPAN_DEPLOY_WITH_TENSORRT
+  const ModelFile mf = resolve_model(path, options.backend, true);
+#else
+  const ModelFile mf = resolve_model(path, options.backend, false);
+#endif
+  return mf.backend == "trt" ? open_engine(mf, options) : open_onnx(mf, options);
 }
 
 namespace {
@@ -300,9 +335,26 @@ Tensor f32_tensor(std::string name, std::vector<int64_t> shape, std::vector<floa
   return t;
 }
 
+// A backend's outputs, looked up by name: float32 data and its shape (valid while the backend's
+// result lives).
+struct HostOutput {
+  std::string name;
+  std::vector<int64_t> shape;
+  const float* data = nullptr;
+};
+
+// The rulebook's engine inputs of one slide: every table but feats, and feats (sorted rows with the
+// zero pad rows, Rulebook.pad_features) in float32.
+struct Inputs {
+  Rulebook rb;
+  std::vector<Tensor> tables;
+  std::vector<float> feats;
+  int64_t n0 = 0;
+  std::vector<int64_t> rows;
+};
+
 template <typename C>
-std::vector<Tensor> run(const Model& m, const float* feats, int64_t n, int64_t f, const C* coords) {
-  using clock = std::chrono::steady_clock;
+Inputs prepare(const Model& m, const float* feats, int64_t n, int64_t f, const C* coords) {
   const Config& cfg = m.cfg;
   if (n < 0 || f < 0) fail(SPAN_ERR_INVALID_ARGUMENT, "negative patch count or feature width");
   if (n > 0 && (!feats || !coords)) fail(SPAN_ERR_INVALID_ARGUMENT, "feats and coords must not be NULL");
@@ -320,46 +372,44 @@ std::vector<Tensor> run(const Model& m, const float* feats, int64_t n, int64_t f
   if (bad_rows)
     fail(SPAN_ERR_FEATURES, std::to_string(bad_rows) + " patch(es) have NaN/Inf features (first: row " +
                                 std::to_string(first_bad) + "); re-extract or drop those patches");
+  Inputs in;
+  in.rb = build_rulebook(coords, n, cfg);
+  in.tables = engine_input_tables(in.rb, cfg);
+  in.n0 = in.rb.stages[0].size();
+  in.rows = in.rb.patch_rows();
+  in.feats.assign(static_cast<size_t>(in.n0 * f), 0.0f);
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(&in.feats[static_cast<size_t>(in.rows[static_cast<size_t>(i)] * f)], feats + i * f,
+                static_cast<size_t>(f) * sizeof(float));
+  return in;
+}
 
-  const auto t0 = clock::now();
-  const Rulebook rb = build_rulebook(coords, n, cfg);
-  std::vector<Tensor> tables = engine_input_tables(rb, cfg);
+// ONNX Runtime: the session's outputs (kept alive in `keep`).
+std::vector<HostOutput> run_ort(const Model& m, const Inputs& in, int64_t f, std::vector<Ort::Value>* keep) {
   const Session& s = *m.session;
-  const int64_t n0 = rb.stages[0].size();
-  const std::vector<int64_t> rows = rb.patch_rows();
-
-  // feats: sorted rows with the zero pad rows (Rulebook.pad_features), in the model's precision
-  const bool half = !s.input_types.empty() &&
-                    std::find(s.input_types.begin(), s.input_types.end(), ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) != s.input_types.end();
-  std::vector<float> feats32;
   std::vector<uint16_t> feats16;
-  if (half) feats16.assign(static_cast<size_t>(n0 * f), 0);
-  else feats32.assign(static_cast<size_t>(n0 * f), 0.0f);
-  for (int64_t i = 0; i < n; ++i) {
-    const float* src = feats + i * f;
-    const size_t dst = static_cast<size_t>(rows[static_cast<size_t>(i)] * f);
-    if (half) for (int64_t j = 0; j < f; ++j) feats16[dst + static_cast<size_t>(j)] = to_half(src[j]);
-    else std::memcpy(&feats32[dst], src, static_cast<size_t>(f) * sizeof(float));
+  if (m.half_feats) {
+    feats16.resize(in.feats.size());
+    for (size_t i = 0; i < in.feats.size(); ++i) feats16[i] = to_half(in.feats[i]);
   }
-
   static int32_t dummy[1] = {0};
   std::vector<Ort::Value> values;
   std::vector<const char*> in_names, out_names;
-  const int64_t feat_shape[2] = {n0, f};
+  const int64_t feat_shape[2] = {in.n0, f};
   try {
     for (const std::string& name : s.input_names) {
       in_names.push_back(name.c_str());
       if (name == "feats") {
-        if (half)
+        if (m.half_feats)
           values.push_back(Ort::Value::CreateTensor(s.memory.GetConst(), feats16.data(), feats16.size() * 2, feat_shape, 2,
                                                     ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16));
         else
-          values.push_back(Ort::Value::CreateTensor(s.memory.GetConst(), feats32.data(), feats32.size() * 4, feat_shape, 2,
-                                                    ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT));
+          values.push_back(Ort::Value::CreateTensor(s.memory.GetConst(), const_cast<float*>(in.feats.data()),
+                                                    in.feats.size() * 4, feat_shape, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT));
         continue;
       }
-      auto it = std::find_if(tables.begin(), tables.end(), [&](const Tensor& t) { return t.name == name; });
-      if (it == tables.end()) fail(SPAN_ERR_MODEL, "the rulebook does not produce model input '" + name + "'");
+      auto it = std::find_if(in.tables.begin(), in.tables.end(), [&](const Tensor& t) { return t.name == name; });
+      if (it == in.tables.end()) fail(SPAN_ERR_MODEL, "the rulebook does not produce model input '" + name + "'");
       const bool fl = it->dtype == SPAN_DTYPE_FLOAT32;
       void* data = const_cast<void*>(it->data());
       if (!data) data = dummy;
@@ -371,26 +421,66 @@ std::vector<Tensor> run(const Model& m, const float* feats, int64_t n, int64_t f
   } catch (const Ort::Exception& e) {
     fail(SPAN_ERR_RUNTIME, std::string("ONNX Runtime could not take the inputs: ") + e.what());
   }
-  const auto t1 = clock::now();
-  std::vector<Ort::Value> outs;
   try {
     // Session::Run is thread-safe (ONNX Runtime's contract); the C++ wrapper's method is non-const only
     // because it wraps a C handle.
-    outs = const_cast<Ort::Session&>(*s.session).Run(Ort::RunOptions{nullptr}, in_names.data(), values.data(),
-                                                      values.size(), out_names.data(), out_names.size());
+    *keep = const_cast<Ort::Session&>(*s.session).Run(Ort::RunOptions{nullptr}, in_names.data(), values.data(),
+                                                       values.size(), out_names.data(), out_names.size());
   } catch (const Ort::Exception& e) {
     fail(SPAN_ERR_RUNTIME, m.onnx_path + ": ONNX Runtime failed to run the model: " + e.what());
   }
+  std::vector<HostOutput> outs;
+  for (size_t i = 0; i < s.output_names.size() && i < keep->size(); ++i) {
+    const auto info = (*keep)[i].GetTensorTypeAndShapeInfo();
+    if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
+      fail(SPAN_ERR_MODEL, "output '" + s.output_names[i] + "' is " + element_name(info.GetElementType()) + ", not float32");
+    outs.push_back({s.output_names[i], info.GetShape(), (*keep)[i].GetTensorData<float>()});
+  }
+  return outs;
+}
+
+#ifdef SPAN_DEPLOY_WITH_TENSORRT
+// TensorRT: the slide must fit the engine's profile; outputs converted to float32 (kept in `keep`).
+std::vector<HostOutput> run_trt(const Model& m, const Inputs& in, int64_t f, int64_t n, std::vector<TrtOutput>* keep) {
+  std::vector<TrtInput> inputs;
+  inputs.push_back({"feats", SPAN_DTYPE_FLOAT32, in.feats.data(), {in.n0, f}});
+  for (const Tensor& t : in.tables) inputs.push_back({t.name, t.dtype, t.data(), t.shape});
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+  for (const TrtInput& t : inputs) shapes.emplace_back(t.name, t.shape);
+  check_profile(m.onnx_path, trt_max_tokens(*m.trt), trt_profile(*m.trt), shapes, n);
+  *keep = trt_run(*m.trt, inputs);
+  std::vector<HostOutput> outs;
+  for (const TrtOutput& o : *keep) outs.push_back({o.name, o.shape, o.data.data()});
+  return outs;
+}
+#endif
+
+template <typename C>
+std::vector<Tensor> run(const Model& m, const float* feats, int64_t n, int64_t f, const C* coords) {
+  using clock = std::chrono::steady_clock;
+  const Config& cfg = m.cfg;
+  const auto t0 = clock::now();
+  const Inputs in = prepare(m, feats, n, f, coords);
+  const Rulebook& rb = in.rb;
+  const int64_t n0 = in.n0;
+  const std::vector<int64_t>& rows = in.rows;
+  const auto t1 = clock::now();
+  std::vector<Ort::Value> ort_keep;
+  std::vector<HostOutput> outs;
+#ifdef SPAN_DEPLOY_WITH_TENSORRT
+  std::vector<TrtOutput> trt_keep;
+  if (m.backend == "trt") outs = run_trt(m, in, f, n, &trt_keep);
+  else
+#endif
+    outs = run_ort(m, in, f, &ort_keep);
   const auto t2 = clock::now();
 
   // backends/result.py to_result: read by name, patch rows back into the input order
   auto output = [&](const std::string& name, std::vector<int64_t>* shape) -> const float* {
-    const size_t i = static_cast<size_t>(std::find(s.output_names.begin(), s.output_names.end(), name) - s.output_names.begin());
-    const auto info = outs.at(i).GetTensorTypeAndShapeInfo();
-    if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
-      fail(SPAN_ERR_MODEL, "output '" + name + "' is " + element_name(info.GetElementType()) + ", not float32");
-    *shape = info.GetShape();
-    return outs[i].GetTensorData<float>();
+    auto it = std::find_if(outs.begin(), outs.end(), [&](const HostOutput& o) { return o.name == name; });
+    if (it == outs.end()) fail(SPAN_ERR_MODEL, m.onnx_path + ": the model gave no output '" + name + "'");
+    *shape = it->shape;
+    return it->data;
   };
   auto numel = [](const std::vector<int64_t>& shape) {
     int64_t k = 1;

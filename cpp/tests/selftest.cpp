@@ -1,13 +1,20 @@
-// Unit tests of the runtime's own readers (JSON, ONNX metadata scan). Built as build/bin/span_deploy_selftest
-// and run by tests/cpp/test_cpp_runtime_errors.py; prints the failures and exits non-zero on any.
+// Unit tests of the runtime's own pure parts (JSON reader / writer, ONNX metadata scan, half floats, and
+// the TensorRT engine path's sidecar, SHA-256, profile check and which-file-to-open; no TensorRT needed).
+// Built as build/bin/span_deploy_selftest and run by tests/cpp/test_cpp_runtime_errors.py; prints the
+// failures and exits non-zero on any.
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <string>
 
+#include "engine_meta.h"
 #include "errors.h"
+#include "half.h"
 #include "json.h"
+#include "model_files.h"
 #include "onnx_meta.h"
 
 using span::json::Value;
@@ -160,11 +167,223 @@ void meta_tests() {
   }
 }
 
+// ---- JSON writer, half floats ------------------------------------------------------------------------
+
+void dump_tests() {
+  const std::string text = R"({"a": 1, "b": [true, false, null], "c": "x\"y\\z\n\u0001", "d": 0.5, "e": -3, "f": {}, "g": []})";
+  check(span::json::dump(ok(text)) == text, "dump writes Python json.dumps' compact form: " + span::json::dump(ok(text)));
+  check(span::json::dump(ok("[0.1, 1e300, 2.0, -0.0, 123456789012345678]")) == "[0.1, 1e+300, 2.0, -0.0, 123456789012345678]",
+        "dump numbers: " + span::json::dump(ok("[0.1, 1e300, 2.0, -0.0, 123456789012345678]")));
+  check(span::json::dump(ok("[NaN, Infinity, -Infinity]")) == "[NaN, Infinity, -Infinity]", "dump non-finite numbers");
+  check(span::json::dump(ok("\"\u00e9\"")) == "\"\xc3\xa9\"", "dump passes UTF-8 through");
+  const Value v = ok(R"({"config": {"window_size": 3, "threshold": 0.35, "tokens": [1, 2]}, "x": [1.5e-7]})");
+  const Value back = ok(span::json::dump(v));
+  check(back.find("config")->find("threshold")->number == 0.35 && back.find("x")->array[0].number == 1.5e-7 &&
+            back.find("config")->find("window_size")->integer == 3,
+        "dump -> parse round trip");
+}
+
+void half_tests() {
+  int bad = 0;
+  for (uint32_t h = 0; h < 0x10000u; ++h) {
+    const bool nan = (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu);
+    if (!nan && span::to_half(span::from_half(static_cast<uint16_t>(h))) != h) ++bad;
+  }
+  check(bad == 0, "float16 -> float32 -> float16 is exact for every non-NaN half (" + std::to_string(bad) + " differ)");
+  check(span::from_half(0x3c00u) == 1.0f && span::from_half(0xc000u) == -2.0f && span::from_half(0x0001u) == std::ldexp(1.0f, -24) &&
+            std::isinf(span::from_half(0x7c00u)) && std::isnan(span::from_half(0x7e00u)),
+        "from_half values");
+  check(span::to_half(65520.0f) == 0x7c00u && span::to_half(65519.0f) == 0x7bffu && span::to_half(1e-9f) == 0 &&
+            span::to_half(1.0009765625f) == 0x3c01u && span::to_half(1.00048828125f) == 0x3c00u,
+        "to_half rounds to nearest even, overflows to inf");
+}
+
+// ---- TensorRT engine path: sidecar, SHA-256, profile check ---------------------------------------------
+
+template <typename F>
+void throws(F&& f, span_status code, const std::string& needle, const std::string& what) {
+  try {
+    f();
+    check(false, what + ": should fail");
+  } catch (const span::Error& e) {
+    check(e.code() == code && std::string(e.what()).find(needle) != std::string::npos,
+          what + ": code " + std::to_string(e.code()) + ", message '" + e.what() + "' (want '" + needle + "')");
+  }
+}
+
+void sha_tests() {
+  check(span::sha256_hex("", 0) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "sha256('')");
+  check(span::sha256_hex("abc", 3) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "sha256('abc')");
+  const std::string two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  check(span::sha256_hex(two.data(), two.size()) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+        "sha256 of the two-block FIPS vector");
+  const std::string million(1000000, 'a');
+  check(span::sha256_hex(million.data(), million.size()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
+        "sha256 of a million 'a'");
+}
+
+const char* kSidecar = R"({"format": 1, "span_deploy": {"config": {"task": "classification"}, "attention": "plugin",
+ "input_names": ["feats", "s0_win_u"], "output_names": ["logits"], "rulebook_version": 1, "precision": "fp32"},
+ "profile": {"feats": [[3, 64], [2002, 64], [102, 64]], "s0_win_u": [[1, 36], [10, 36], [102, 36]]},
+ "max_tokens": 100, "precision": "fp16", "tensorrt": "10.3.0",
+ "engine_sha256": "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"})";
+
+void sidecar_tests() {
+  const span::Sidecar s = span::parse_sidecar(kSidecar, "m.engine.json");
+  check(s.meta.find("attention")->string == "plugin" && s.meta.find("config")->find("task")->string == "classification",
+        "sidecar span_deploy metadata");
+  check(s.precision == "fp16" && s.tensorrt == "10.3.0" && s.max_tokens == 100, "sidecar precision / tensorrt / max_tokens");
+  check(s.sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "sidecar sha256, lower-cased");
+  check(s.profile.min.at("feats") == std::vector<int64_t>{3, 64} && s.profile.max.at("feats") == std::vector<int64_t>{102, 64} &&
+            s.profile.max.at("s0_win_u") == std::vector<int64_t>{102, 36},
+        "sidecar profile min / max");
+  const span::Sidecar bare = span::parse_sidecar(R"({"format": 1, "span_deploy": {}})", "b.json");
+  check(bare.max_tokens == -1 && bare.profile.empty() && bare.sha256.empty() && bare.precision.empty(), "a bare sidecar");
+  check(span::sidecar_path("/a/model.engine") == "/a/model.engine.json", "sidecar_path");
+  using span::parse_sidecar;
+  throws([] { parse_sidecar("{not json", "x.json"); }, SPAN_ERR_MODEL, "x.json: not valid JSON", "sidecar: not JSON");
+  throws([] { parse_sidecar("[]", "x.json"); }, SPAN_ERR_MODEL, "not a span-deploy engine sidecar", "sidecar: an array");
+  throws([] { parse_sidecar(R"({"format": 2, "span_deploy": {}})", "x.json"); }, SPAN_ERR_MODEL, "unknown sidecar format 2",
+         "sidecar: format 2");
+  throws([] { parse_sidecar(R"({"span_deploy": {}})", "x.json"); }, SPAN_ERR_MODEL, "unknown sidecar format None",
+         "sidecar: no format");
+  throws([] { parse_sidecar(R"({"format": 1})", "x.json"); }, SPAN_ERR_MODEL, "no span_deploy metadata", "sidecar: no metadata");
+  throws([] { parse_sidecar(R"({"format": 1, "span_deploy": {}, "engine_sha256": "abc"})", "x.json"); }, SPAN_ERR_MODEL,
+         "engine_sha256 is not a SHA-256", "sidecar: short sha");
+  throws([] { parse_sidecar(R"({"format": 1, "span_deploy": {}, "max_tokens": -3})", "x.json"); }, SPAN_ERR_MODEL,
+         "max_tokens must be a non-negative integer", "sidecar: negative max_tokens");
+  throws([] { parse_sidecar(R"({"format": 1, "span_deploy": {}, "profile": {"feats": [[1, 2], [3]]}})", "x.json"); },
+         SPAN_ERR_MODEL, "profile entry 'feats' is not [min shape, opt shape, max shape]", "sidecar: bad profile entry");
+  throws([] { parse_sidecar(R"({"format": 1, "span_deploy": {}, "profile": {"feats": [[1], [2, 3], [4]]}})", "x.json"); },
+         SPAN_ERR_MODEL, "profile entry 'feats'", "sidecar: ranks differ");
+  span::check_sidecar_matches(s, "m.engine", "abc");  // the sha of "abc": no throw
+  throws([&] { span::check_sidecar_matches(s, "m.engine", "abd"); }, SPAN_ERR_MODEL,
+         "m.engine.json was written for another engine than m.engine", "sidecar of another engine");
+  span::check_sidecar_matches(bare, "m.engine", "anything");  // no sha: not checked
+  throws([] { span::read_sidecar("/nonexistent/span_selftest.engine"); }, SPAN_ERR_MODEL,
+         "its metadata file /nonexistent/span_selftest.engine.json is missing", "a missing sidecar");
+}
+
+void profile_tests() {
+  const span::Sidecar s = span::parse_sidecar(kSidecar, "m.engine.json");
+  using Shapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+  check(span::max_tokens_from_feats(102) == 100 && span::max_tokens_from_feats(1) == 0, "max_tokens_from_feats");
+  span::check_profile("m.engine", 100, s.profile, Shapes{{"feats", {100, 64}}, {"s0_win_u", {5, 36}}, {"other", {9999}}}, 98);
+  check(true, "a slide inside the profile passes");
+  throws([&] { span::check_profile("m.engine", 100, s.profile, Shapes{{"feats", {103, 64}}}, 101); }, SPAN_ERR_PROFILE,
+         "the slide has 101 patches, the engine m.engine takes at most 100 (max tokens of its optimisation profile); "
+         "rebuild it with a larger --max-tokens (`span-deploy build-engine MODEL.onnx --max-tokens 101`)",
+         "more patches than max tokens");
+  throws([&] { span::check_profile("m.engine", -1, s.profile, Shapes{{"feats", {50, 64}}, {"s0_win_u", {103, 36}}}, 48); },
+         SPAN_ERR_PROFILE,
+         "the slide has 48 patches; input s0_win_u needs shape [103, 36] but the engine's profile allows at most "
+         "[102, 36] (max tokens ~ 100); rebuild the engine m.engine with a larger --max-tokens",
+         "a table over the profile");
+  throws([&] { span::check_profile("m.engine", 100, s.profile, Shapes{{"feats", {2, 64}}}, 1); }, SPAN_ERR_PROFILE,
+         "input feats has shape [2, 64], below the engine's profile minimum [3, 64]; rebuild the engine m.engine with a "
+         "smaller --min-tokens",
+         "a slide under the profile minimum");
+  throws([&] { span::check_profile("m.engine", 100, s.profile, Shapes{{"feats", {50, 32}}}, 48); }, SPAN_ERR_MODEL,
+         "input feats has shape [50, 32], the engine m.engine takes [rows, 64]; was it built from this model's export?",
+         "a static dim that differs");
+  throws([&] { span::check_profile("m.engine", 100, s.profile, Shapes{{"feats", {50}}}, 48); }, SPAN_ERR_MODEL,
+         "input feats has shape [50], the engine m.engine takes [rows, 64]", "a rank that differs");
+}
+
+// ---- which file to open ---------------------------------------------------------------------------------
+
+namespace fs = std::filesystem;
+
+void touch(const fs::path& p, const std::string& text = "x") { std::ofstream(p, std::ios::binary) << text; }
+
+std::string deploy_json(const std::string& target_backend, const std::string& engine, bool with_target = true) {
+  return std::string(R"({"format": "span-deploy-model-dir", "format_version": 1, )") +
+         (with_target ? R"("target": {"name": "jetson-fp16", "backend": ")" + target_backend + R"("}, )" : "") +
+         R"("files": {"onnx": "model.onnx", "engine": )" + (engine.empty() ? "null" : "\"" + engine + "\"") +
+         R"(, "encoder": null}, "plugin_library": {"ort": "libops.so", "trt": "libtrt.so"}, "metadata": {"attention": "plugin"}})";
+}
+
+void model_file_tests() {
+  using span::resolve_model;
+  const fs::path root = fs::absolute("span_selftest_models");
+  fs::remove_all(root);
+  fs::create_directories(root / "lone");
+  touch(root / "lone" / "model.onnx");
+  touch(root / "lone" / "model.engine");
+  touch(root / "lone" / "model.bin");
+  touch(root / "lone" / "model.bin.json", "{}");
+  touch(root / "lone" / "other.onnx.json", "{}");
+  touch(root / "lone" / "other.onnx");
+  const std::string lone = (root / "lone").string();
+
+  check(span::looks_like_engine(lone + "/model.engine") && span::looks_like_engine(lone + "/x.PLAN") &&
+            span::looks_like_engine(lone + "/model.bin") && !span::looks_like_engine(lone + "/model.onnx") &&
+            !span::looks_like_engine(lone + "/other.onnx"),
+        "looks_like_engine: .engine / .plan / a sidecar, never .onnx");
+  span::ModelFile m = resolve_model(lone + "/model.engine", "", false);
+  check(m.backend == "trt" && m.file == lone + "/model.engine" && m.folder == lone && !m.directory, "an .engine: trt");
+  check(resolve_model(lone + "/model.bin", "auto", true).backend == "trt", "a file with a sidecar: trt");
+  check(resolve_model(lone + "/model.onnx", "auto", true).backend == "ort", "an .onnx: ort");
+  check(resolve_model(lone + "/model.bin", "trt", true).backend == "trt" && resolve_model(lone + "/other.onnx", "ort", true).backend == "ort",
+        "explicit backends");
+  throws([&] { resolve_model(lone + "/model.engine", "ort", true); }, SPAN_ERR_MODEL, "is a TensorRT engine; backend ort runs ONNX",
+         "backend ort on an engine");
+  throws([&] { resolve_model(lone + "/model.onnx", "trt", true); }, SPAN_ERR_MODEL,
+         "is an ONNX export, not a TensorRT engine; build one with `span-deploy build-engine", "backend trt on an ONNX");
+  throws([&] { resolve_model(lone + "/none.engine", "", true); }, SPAN_ERR_IO, "engine file not found", "a missing engine");
+  throws([&] { resolve_model(lone + "/none.onnx", "", true); }, SPAN_ERR_IO, "model file not found", "a missing ONNX");
+  throws([&] { resolve_model(lone + "/model.onnx", "tensorrt", true); }, SPAN_ERR_INVALID_ARGUMENT,
+         "backend 'tensorrt': expected auto (or empty), ort or trt", "an unknown backend");
+  throws([&] { resolve_model("", "", true); }, SPAN_ERR_INVALID_ARGUMENT, "no model path", "no path");
+
+  const fs::path dir = root / "dir";
+  fs::create_directories(dir);
+  touch(dir / "model.onnx");
+  touch(dir / "model.engine");
+  const std::string d = dir.string();
+  auto write = [&](const std::string& text) { touch(dir / "deploy.json", text); };
+  write(deploy_json("trt", "model.engine"));
+  m = resolve_model(d, "", true);
+  check(m.backend == "trt" && m.file == (dir / "model.engine").string() && m.onnx == (dir / "model.onnx").string() &&
+            m.directory && m.folder == d && m.plugin_name == "libtrt.so" && m.ops_name == "libops.so",
+        "a trt target with an engine: the engine, plugin names from deploy.json");
+  m = resolve_model(d, "", false);
+  check(m.backend == "ort" && m.file == (dir / "model.onnx").string(), "... on a runtime without TensorRT: its ONNX");
+  check(resolve_model(d, "trt", false).backend == "trt", "... backend trt asked for: the engine (the caller says it cannot)");
+  check(resolve_model(d, "ort", true).backend == "ort", "... backend ort: its ONNX");
+  write(deploy_json("trt", ""));
+  check(resolve_model(d, "", true).backend == "ort", "a trt target without an engine: its ONNX (as before)");
+  throws([&] { resolve_model(d, "trt", true); }, SPAN_ERR_MODEL,
+         "target jetson-fp16 runs on TensorRT but the folder holds no engine yet; build it on the machine that will run "
+         "it: `span-deploy build-engine " + d + "` (or open it with backend ort",
+         "backend trt, no engine");
+  write(deploy_json("ort", "model.engine"));
+  check(resolve_model(d, "", true).backend == "ort" && resolve_model(d, "trt", true).backend == "trt",
+        "an ort target with an engine: ONNX unless trt is asked for");
+  write(deploy_json("ort", "", false));
+  check(resolve_model(d, "", true).backend == "ort", "no target (older deploy.json): ONNX");
+  throws([&] { resolve_model(d, "trt", true); }, SPAN_ERR_MODEL, "backend trt was asked for but the folder holds no engine",
+         "no target, backend trt");
+  write(deploy_json("trt", "../model.engine"));
+  throws([&] { resolve_model(d, "", true); }, SPAN_ERR_MODEL, "files.engine must be a file name inside the folder",
+         "an engine outside the folder");
+  write(deploy_json("trt", "missing.engine"));
+  throws([&] { resolve_model(d, "", true); }, SPAN_ERR_MODEL, "deploy.json names missing.engine (engine) but the folder has no",
+         "a missing engine in a directory");
+  fs::remove_all(root);
+}
+
 }  // namespace
 
 int main() {
   json_tests();
   meta_tests();
+  dump_tests();
+  half_tests();
+  sha_tests();
+  sidecar_tests();
+  profile_tests();
+  model_file_tests();
   std::cout << g_checks - g_failures << " of " << g_checks << " checks passed\n";
   return g_failures ? 1 : 0;
 }

@@ -1,8 +1,10 @@
 // span_infer: one slide's prediction with the span-deploy C runtime (span_deploy.h): no Python anywhere.
 //
-//   span_infer [--ops-lib PATH] [--threads N] [--threshold T] MODEL FEATURES [COORDS.npy]
+//   span_infer [--backend auto|ort|trt] [--ops-lib PATH] [--plugin-lib PATH] [--device N] [--threads N]
+//              [--threshold T] MODEL FEATURES [COORDS.npy]
 //
-// MODEL     a span-deploy export (model.onnx) or a model directory (DIR/deploy.json)
+// MODEL     a span-deploy export (model.onnx), a TensorRT engine (model.engine + model.engine.json; runtimes
+//           built with TensorRT) or a model directory (DIR/deploy.json)
 // FEATURES  a folder holding features.npy + coords.npy (or feats.npy + cords.npy, x.npy + pos.npy),
 //           a features .npy followed by its COORDS.npy, or an .h5 feature file (official feats/cords,
 //           x/pos, TRIDENT/CLAM features/coords) when built with HDF5
@@ -208,18 +210,25 @@ struct Model {
 };
 
 void usage(const char* argv0) {
-  std::cerr << "usage: " << argv0 << " [--ops-lib PATH] [--threads N] [--threshold T] MODEL FEATURES [COORDS.npy]\n"
-            << "  MODEL     model.onnx (span-deploy export) or a model directory (deploy.json)\n"
+  std::cerr << "usage: " << argv0 << " [--backend auto|ort|trt] [--ops-lib PATH] [--plugin-lib PATH] [--device N]\n"
+            << "       [--threads N] [--threshold T] MODEL FEATURES [COORDS.npy]\n"
+            << "  MODEL     model.onnx (span-deploy export), model.engine (TensorRT, with its .json) or a model\n"
+            << "            directory (deploy.json)\n"
             << "  FEATURES  a folder with features.npy + coords.npy, FEATS.npy COORDS.npy, or an .h5 (HDF5 builds)\n"
+            << "  --backend auto (default: by the file; a model directory by its target), ort or trt\n"
+            << "            (this runtime: " << span_runtime_backends() << ")\n"
             << "  --ops-lib libspan_deploy_ops.so for attention=plugin exports (default: $SPAN_DEPLOY_OPS_LIB, next to\n"
             << "            libspan_deploy_runtime, or in the model's folder)\n"
+            << "  --plugin-lib  libspan_deploy_trt_plugin.so for attention=plugin engines (default:\n"
+            << "            $SPAN_DEPLOY_TRT_PLUGIN_LIB, next to libspan_deploy_runtime, or in the model's folder)\n"
+            << "  --device  TensorRT: CUDA device (default 0)\n"
             << "  --threads ONNX Runtime intra-op threads (default: its own)\n"
             << "  --threshold segmentation: a patch is positive at probability >= T (default: the model's)\n";
 }
 
 int run(int argc, char** argv) {
-  std::string ops_lib;
-  int threads = 0;
+  std::string ops_lib, plugin_lib, backend;
+  int threads = 0, device = 0;
   double threshold = -1.0;
   std::vector<std::string> pos;
   for (int i = 1; i < argc; ++i) {
@@ -229,7 +238,18 @@ int run(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--ops-lib") ops_lib = value();
-    else if (a == "--threads") {
+    else if (a == "--plugin-lib") plugin_lib = value();
+    else if (a == "--backend") {
+      backend = value();
+      if (backend != "auto" && backend != "ort" && backend != "trt")
+        throw std::invalid_argument("--backend must be auto, ort or trt, got " + backend);
+    } else if (a == "--device") {
+      const std::string v = value();
+      char* end = nullptr;
+      const long d = std::strtol(v.c_str(), &end, 10);
+      if (!end || *end || v.empty() || d < 0 || d > 1024) throw std::invalid_argument("--device must be an integer >= 0, got " + v);
+      device = static_cast<int>(d);
+    } else if (a == "--threads") {
       const std::string v = value();
       char* end = nullptr;
       const long t = std::strtol(v.c_str(), &end, 10);
@@ -249,8 +269,14 @@ int run(int argc, char** argv) {
 
   const Slide slide = read_slide(pos[1], pos.size() == 3 ? fs::path(pos[2]) : fs::path());
   Model model;
-  if (span_model_open(pos[0].c_str(), ops_lib.empty() ? nullptr : ops_lib.c_str(), threads, &model.h) != SPAN_OK)
-    fail(span_last_error());
+  span_open_options opts;
+  span_open_options_init(&opts);
+  opts.backend = backend.empty() ? nullptr : backend.c_str();
+  opts.ops_library = ops_lib.empty() ? nullptr : ops_lib.c_str();
+  opts.plugin_library = plugin_lib.empty() ? nullptr : plugin_lib.c_str();
+  opts.threads = threads;
+  opts.device = device;
+  if (span_model_open_ex(pos[0].c_str(), &opts, &model.h) != SPAN_OK) fail(span_last_error());
   const std::string task = span_model_task(model.h);
   if (threshold > 0.0 && task != "segmentation") fail("--threshold applies to segmentation models; this one is " + task);
   Result r;
@@ -260,7 +286,8 @@ int run(int argc, char** argv) {
   if (st != SPAN_OK) fail(pos[1] + ": " + span_last_error());
 
   std::ostringstream o;
-  o << "{\"task\": " << quoted(task) << ", \"model\": " << quoted(pos[0]) << ", \"backend\": \"cpp-ort\"";
+  o << "{\"task\": " << quoted(task) << ", \"model\": " << quoted(pos[0]) << ", \"backend\": "
+    << quoted(std::string("cpp-") + span_model_backend(model.h));
   const span_tensor emb = r.get("slide_embedding");
   if (task == "segmentation") {
     const span_tensor z = r.get("patch_logits"), p = r.get("patch_scores");

@@ -19,7 +19,7 @@ BUILD = Path(os.environ.get("SPAN_BUILD_DIR", REPO / "build"))
 
 STATUS = {0: "SPAN_OK", 1: "SPAN_ERR_INVALID_ARGUMENT", 2: "SPAN_ERR_IO", 3: "SPAN_ERR_MODEL", 4: "SPAN_ERR_CONFIG",
           5: "SPAN_ERR_FEATURES", 6: "SPAN_ERR_RULEBOOK", 7: "SPAN_ERR_RUNTIME", 8: "SPAN_ERR_NOT_FOUND",
-          9: "SPAN_ERR_INTERNAL"}
+          9: "SPAN_ERR_INTERNAL", 10: "SPAN_ERR_PROFILE"}
 DTYPES = {1: np.float32, 2: np.int32, 3: np.int64, 4: np.float64}
 
 
@@ -77,6 +77,13 @@ class Tensor(ctypes.Structure):
 _P = ctypes.c_void_p
 
 
+class OpenOptions(ctypes.Structure):
+    """span_open_options (span_deploy.h)."""
+    _fields_ = [("struct_size", ctypes.c_uint32), ("backend", ctypes.c_char_p), ("ops_library", ctypes.c_char_p),
+                ("plugin_library", ctypes.c_char_p), ("threads", ctypes.c_int32), ("device", ctypes.c_int32),
+                ("trt_contexts", ctypes.c_int32)]
+
+
 class Runtime:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -86,6 +93,10 @@ class Runtime:
             ("span_last_error", ctypes.c_char_p, []),
             ("span_status_name", ctypes.c_char_p, [ctypes.c_int]),
             ("span_model_open", ctypes.c_int, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int32, ctypes.POINTER(_P)]),
+            ("span_open_options_init", None, [ctypes.POINTER(OpenOptions)]),
+            ("span_model_open_ex", ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(OpenOptions), ctypes.POINTER(_P)]),
+            ("span_runtime_backends", ctypes.c_char_p, []),
+            ("span_model_backend", ctypes.c_char_p, [_P]),
             ("span_model_free", None, [_P]),
             ("span_model_task", ctypes.c_char_p, [_P]),
             ("span_model_attention", ctypes.c_char_p, [_P]),
@@ -142,6 +153,24 @@ class Runtime:
         finally:
             self.lib.span_rulebook_free(h)
 
+    @property
+    def backends(self) -> list[str]:
+        """["ort"], or ["ort", "trt"] when the library was built with TensorRT."""
+        return self.lib.span_runtime_backends().decode().split(",")
+
+    def open_ex(self, path, backend=None, ops_library=None, plugin_library=None, threads: int = 0, device: int = 0,
+                trt_contexts: int = 0) -> "Model":
+        o = OpenOptions()
+        self.lib.span_open_options_init(ctypes.byref(o))
+
+        def b(v):
+            return None if v is None else str(v).encode()
+        o.backend, o.ops_library, o.plugin_library = b(backend), b(ops_library), b(plugin_library)
+        o.threads, o.device, o.trt_contexts = threads, device, trt_contexts
+        h = _P()
+        self.check(self.lib.span_model_open_ex(str(path).encode(), ctypes.byref(o), ctypes.byref(h)))
+        return Model(self, h)
+
     def open(self, path, ops_library=None, threads: int = 0) -> "Model":
         h = _P()
         code = self.lib.span_model_open(str(path).encode(), None if ops_library is None else str(ops_library).encode(),
@@ -178,7 +207,8 @@ class Model:
 
     def info(self) -> dict:
         lib = self.rt.lib
-        return {"task": self.task, "attention": lib.span_model_attention(self.h).decode(),
+        return {"task": self.task, "backend": lib.span_model_backend(self.h).decode(),
+                "attention": lib.span_model_attention(self.h).decode(),
                 "precision": lib.span_model_precision(self.h).decode(), "feat_dim": self.feat_dim,
                 "num_outputs": int(lib.span_model_num_outputs(self.h)), "threshold": lib.span_model_threshold(self.h),
                 "onnx": lib.span_model_onnx_path(self.h).decode(),

@@ -191,7 +191,9 @@ def test_portable_fp32_and_fp16_exports(tiny_exports, rt, tmp_path):
                         ("patch_scores", want.patch_scores), ("patch_features", want.patch_features)]:
             assert max_diff(got[name], w) <= ATOL, (key, name)
     py = predict(TINY / "slide.h5", tiny_exports["fp32"])
-    compare_predictions(span_infer(tiny_exports["fp32"], npy_folder(TINY, tmp_path)), py, CLS_KEYS)
+    cpp = span_infer(tiny_exports["fp32"], npy_folder(TINY, tmp_path))
+    compare_predictions(cpp, py, CLS_KEYS)
+    assert cpp["backend"] == "cpp-ort"
 
 
 def test_one_model_many_threads(exports, ops_lib, rt):
