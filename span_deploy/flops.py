@@ -13,14 +13,15 @@ Unit: 2 x multiply-adds ("FLOPs" as sgemm rates count them: an (m x k) @ (k x n)
   kernel (one conv output per token).
 * per transformer layer on M = N_s + G rows (globals are concatenated to the locals):
   q1/k1/v1 on all M rows; `long` with G > 0 and `swin` also q2/k2/v2 on all M rows (computed
-  again even with share_qkv); fc_out on M rows; FFN D->ff->D on M rows.
+  again even with share_qkv) -- except q2 on the G rows only when `long` has G == 1; fc_out on M
+  rows; FFN D->ff->D on M rows.
 * local window attention: *useful* FLOPs only, 4*D per (query, key) pair (QK^T: D MACs, A.V:
   D MACs). The implementation evaluates dense S^2 x S^2 blocks per window (see
   :func:`dense_attention_pairs`); the padding slots of those blocks are not counted. Pairs come
   from (best first) a rulebook (:func:`attention_pairs`, exact), ``windows`` (per-stage window
   counts: an occupancy estimate) or a full-window upper bound.
-* global relay (`long`, G > 0): inner locals (N_s - 2) x G keys, and G queries x (G + N_s - 2)
-  keys, 4*D per pair.
+* global relay (`long`, G > 0): inner locals (N_s - 2) x G keys (none when G == 1: a copy), and
+  G queries x (G + N_s - 2) keys, 4*D per pair.
 * head: its Linear layers (and the multiattn attention MLPs and pooling over N_s rows).
 
 Not counted: LayerNorms, softmax/exp, activations, residual adds, bias adds, RoPE rotations,
@@ -202,11 +203,17 @@ def flops_breakdown(cfg: SpanConfig, stage_sizes: Sequence[int],
         ff = int(d * cfg.ff_ratio)
         second_set = cfg.trans_type == "swin" or g > 0   # swin: g2 windows; long: relay
         inner = max(n - 2, 0)
+        # `long` with one global token: the relay's softmax over one key is exactly 1, so the
+        # locals' q2 is never projected and their relay is a copy of the global's value
+        single = cfg.trans_type != "swin" and g == 1
         for _ in range(cfg.layers_per_stage[s]):
-            out["qkv"] += (6 if second_set else 3) * _linear(m, d, d)
+            if single:
+                out["qkv"] += 5 * _linear(m, d, d) + _linear(g, d, d)
+            else:
+                out["qkv"] += (6 if second_set else 3) * _linear(m, d, d)
             out["window_attention"] += 4.0 * d * float(pairs[s])
             if cfg.trans_type != "swin" and g > 0:
-                out["relay"] += 4.0 * d * (inner * g + g * (g + inner))
+                out["relay"] += 4.0 * d * ((0 if single else inner * g) + g * (g + inner))
             out["fc_out"] += _linear(m, d, d)
             out["ffn"] += _linear(m, d, ff) + _linear(m, ff, d)
 
