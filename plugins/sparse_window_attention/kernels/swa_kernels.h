@@ -79,6 +79,19 @@ void swa_forward_cpu_rows(const SwaParams& p, const float* q, const float* k, co
 void swa_forward_cpu_rows(const SwaParams& p, const SwaHalf* q, const SwaHalf* k, const SwaHalf* v, SwaHalf* out,
                           int64_t row_begin, int64_t row_end);
 
+// The CPU kernel behind swa_forward_cpu / swa_forward_cpu_rows, chosen once per process from the
+// CPU and the environment variable SPAN_SWA_CPU_KERNEL (unset / "auto", "reference", "generic",
+// "avx2", "avx512", "neon"): "avx512", "avx2", "neon" or "generic" (the window kernel, by ISA) or
+// "reference".
+const char* swa_cpu_kernel_name();
+
+// The reference CPU kernel (one query row at a time, scalar loops), rows [row_begin, row_end):
+// the same contract as swa_forward_cpu_rows, whatever SPAN_SWA_CPU_KERNEL says.
+void swa_forward_cpu_reference_rows(const SwaParams& p, const float* q, const float* k, const float* v, float* out,
+                                    int64_t row_begin, int64_t row_end);
+void swa_forward_cpu_reference_rows(const SwaParams& p, const SwaHalf* q, const SwaHalf* k, const SwaHalf* v,
+                                    SwaHalf* out, int64_t row_begin, int64_t row_end);
+
 // CPU, all rows on num_threads std::threads (<= 0: hardware concurrency).
 void swa_forward_cpu(const SwaParams& p, const float* q, const float* k, const float* v, float* out,
                      int num_threads = 0);
