@@ -63,13 +63,14 @@ class Rulebook:
 
     def pad_features(self, feats: np.ndarray) -> np.ndarray:
         """(N, F) input-order features -> (N0, F) stage-0 rows: sorted, zero pad rows added."""
-        f = np.asarray(feats)[self.sort_index]
-        parts = [f]
-        if self.padding.lead:
-            parts.insert(0, np.zeros((1, f.shape[1]), f.dtype))
-        if self.padding.trail:
-            parts.append(np.zeros((1, f.shape[1]), f.dtype))
-        return np.ascontiguousarray(np.concatenate(parts, axis=0))
+        feats = np.asarray(feats)
+        lead, n = int(self.padding.lead), self.num_patches
+        out = np.empty((lead + n + int(self.padding.trail),) + feats.shape[1:], feats.dtype)
+        out[:lead] = 0
+        out[lead + n:] = 0
+        # gathered straight into place: one (N, F) copy, not a sorted copy and then a padded one
+        np.take(feats, self.sort_index, axis=0, out=out[lead:lead + n])
+        return out
 
     def engine_inputs(self, cfg: SpanConfig, feats: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The named engine inputs of the tensor contract (io.engine_inputs), feats included when
