@@ -214,18 +214,11 @@ def load(model: str | os.PathLike, device: str = "cpu", threads: int | None = No
         be = open_backend(name, checkpoint=path, config=config, device=device, threads=threads)
     else:
         be = open_backend(backend, model=path, device=device, threads=threads, plugin_lib=plugin_lib)
-    enc_path = Path(encoder) if encoder is not None else _default_encoder(path)
+    from .deploy.model_dir import default_encoder
+    enc_path = Path(encoder) if encoder is not None else default_encoder(path)
     enc = OnnxEncoder(enc_path, device=device, threads=threads) if enc_path is not None else None
     if enc is not None and int(enc.feature_dim) != int(be.feat_dim):
         raise ConfigError(f"the encoder {enc_path} gives {enc.feature_dim}-d features but the model expects "
                           f"{be.feat_dim}-d; use the encoder the model was trained with")
     return Model(be, enc, path)
-
-
-def _default_encoder(model: Path) -> Path | None:
-    if model.is_dir():
-        from .deploy.model_dir import read_model_dir
-        return read_model_dir(model).encoder
-    guess = model.with_name("encoder.onnx")
-    return guess if guess.is_file() and guess != model else None
 

@@ -312,20 +312,28 @@ def run_slides(paths: Iterable[str | os.PathLike], encoder: Encoder, backend: Ba
 TileSource = str | os.PathLike | Iterable[tuple[np.ndarray, tuple[int, int]]]
 
 
+def tile_cell(tile: np.ndarray, x: int, y: int, step: int) -> tuple[int, int]:
+    """The grid cell of a caller's tile (uint8 (224, 224, 3) RGB at the model's resolution, top-left
+    corner (x, y) in a unit whose grid step is ``step``); a wrong tile is one clear SlideError."""
+    if tile.dtype != np.uint8 or tile.shape != (TILE, TILE, 3):
+        raise SlideError(f"tile at ({x}, {y}) is {tile.dtype} {tile.shape}; expected uint8 ({TILE}, {TILE}, 3) "
+                         "RGB at the model's resolution (0.5 µm/px by default). Resize your tiles first.")
+    xi, yi = int(x), int(y)
+    if xi < 0 or yi < 0 or xi % step or yi % step:
+        raise SlideError(f"tile coordinate ({x}, {y}) is not on the {step}-px grid (not a non-negative multiple "
+                         f"of tile_step {step}); SPAN needs tiles on one regular grid (pass tile_step = your "
+                         "grid step).")
+    return xi // step, yi // step
+
+
 def _batched(tiles: Iterable[tuple[np.ndarray, tuple[int, int]]], batch_size: int, step: int
              ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     buf: list[np.ndarray] = []
     xy: list[tuple[int, int]] = []
     for tile, (x, y) in tiles:
         tile = np.asarray(tile)
-        if tile.dtype != np.uint8 or tile.shape != (TILE, TILE, 3):
-            raise SlideError(f"tile at ({x}, {y}) is {tile.dtype} {tile.shape}; expected uint8 "
-                             f"({TILE}, {TILE}, 3) RGB at 0.5 µm/px. Resize your tiles first.")
-        if x % step or y % step:
-            raise SlideError(f"tile coordinate ({x}, {y}) is not on the {step}-px grid; SPAN needs "
-                             f"tiles on a regular grid (pass tile_step = your grid step).")
+        xy.append(tile_cell(tile, x, y, step))
         buf.append(tile)
-        xy.append((int(x) // step, int(y) // step))
         if len(buf) == batch_size:
             yield np.stack(buf), np.asarray(xy, np.int64)
             buf, xy = [], []

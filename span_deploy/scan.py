@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import ConfigError, SlideError, SpanDeployError
+from .pipeline import tile_cell
 
 if TYPE_CHECKING:
     from .api import Model, Prediction
@@ -63,14 +64,7 @@ class SlideSession:
         in the unit whose grid step is ``tile_step`` (level-0 px with tile_step = step0)."""
         self._check_open()
         tile = np.asarray(tile)
-        if tile.dtype != np.uint8 or tile.shape != (TILE, TILE, 3):
-            raise SlideError(f"tile at ({x}, {y}) is {tile.dtype} {tile.shape}; expected uint8 ({TILE}, {TILE}, 3) "
-                             "RGB at the model's resolution")
-        xi, yi = int(x), int(y)
-        if xi < 0 or yi < 0 or xi % self.tile_step or yi % self.tile_step:
-            raise SlideError(f"tile coordinate ({x}, {y}) is not a non-negative multiple of tile_step "
-                             f"{self.tile_step}; SPAN needs tiles on one regular grid")
-        cell = (xi // self.tile_step, yi // self.tile_step)
+        cell = tile_cell(tile, x, y, self.tile_step)
         if cell in self._cells:
             raise SlideError(f"a tile at ({x}, {y}) was already added; each grid cell once")
         self._cells.add(cell)

@@ -68,9 +68,10 @@ def command(onnx_model: Path, output: Path | None, target: str | None, fp16: boo
         fp16, workspace_mb = trt_t.precision == "fp16", trt_t.workspace_mb
         if timing_cache is None and trt_t.timing_cache and md is not None:
             timing_cache = md.path / trt_t.timing_cache
-        if read_metadata_precision(onnx_model) != trt_t.precision:
+        precision = read_metadata(onnx_model).get("precision", "fp32")
+        if precision != trt_t.precision:
             raise click.UsageError(f"target {t.name} builds a {trt_t.precision} engine but {onnx_model} is a "
-                                   f"{read_metadata_precision(onnx_model)} export; export with --target {t.name}")
+                                   f"{precision} export; export with --target {t.name}")
     if output is None:
         raise click.UsageError("give -o model.engine (or pass a model directory)")
     for p in (output, sidecar_path(output), timing_cache):   # before any work: a bad path is one line
@@ -94,7 +95,3 @@ def command(onnx_model: Path, output: Path | None, target: str | None, fp16: boo
         click.echo(f"recorded {Path(path).name} in {md.path / 'deploy.json'}")
     click.echo(f"wrote {path} (max {profile.max_tokens} tokens)")
 
-
-def read_metadata_precision(onnx_model: Path) -> str:
-    from ..metadata import read_metadata
-    return read_metadata(onnx_model).get("precision", "fp32")

@@ -48,18 +48,15 @@ def expand_slides(items: tuple[str, ...]) -> list[Path]:
 
 def resolve_encoder(encoder: str | None, model: str) -> Path:
     """--encoder, else the model directory's encoder, else encoder.onnx next to the model file."""
+    from ..deploy.model_dir import default_encoder
     if encoder:
         return Path(encoder)
+    found = default_encoder(model)
+    if found is not None:
+        return found
     if Path(model).is_dir():
-        from ..deploy.model_dir import read_model_dir
-        found = read_model_dir(model).encoder
-        if found is not None:
-            return found
         raise ConfigError(f"no --encoder given and the model directory {model} holds none (export it with "
                           "`span-deploy export --target T --encoder E.onnx`, or pass --encoder E.onnx)")
-    guess = Path(model).with_name("encoder.onnx")
-    if guess.is_file():
-        return guess
     raise ConfigError(f"no --encoder given and no encoder.onnx next to {model}. Export the patch "
                       "encoder the model was trained with: python -m span_export.encoders.export "
                       "--arch resnet50_trunc --weights W --out encoder.onnx")

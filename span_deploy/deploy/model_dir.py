@@ -78,8 +78,14 @@ class ModelDir:
         return backend, self.onnx
 
 
-def is_model_dir(path: str | Path) -> bool:
-    return Path(path).is_dir()
+def default_encoder(model: str | Path) -> Path | None:
+    """The patch encoder that goes with ``model``: a model directory's own, else encoder.onnx next
+    to a model file; None when there is none."""
+    model = Path(model)
+    if model.is_dir():
+        return read_model_dir(model).encoder
+    guess = model.with_name(ENCODER_FILE)
+    return guess if guess.is_file() and guess != model else None
 
 
 def read_model_dir(path: str | Path) -> ModelDir:
