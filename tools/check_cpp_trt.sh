@@ -52,15 +52,6 @@ print((sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libon
 fi
 [[ -n $ort_library && -f $ort_library ]] || die "no ONNX Runtime library (set ORT_LIBRARY, or pip install onnxruntime)"
 
-trt_version() {
-    local v
-    v=$(printf '#include <NvInferVersion.h>\nNV_TENSORRT_MAJOR NV_TENSORRT_MINOR NV_TENSORRT_PATCH\n' |
-        "$cxx" -E -P -x c++ -I"$1" - 2>/dev/null | tail -n1) || return 1
-    read -r major minor patch <<<"$v"
-    [[ $major =~ ^[0-9]+$ && $minor =~ ^[0-9]+$ && $patch =~ ^[0-9]+$ ]] || return 1
-    echo "$major.$minor.$patch"
-}
-
 has_libnvinfer() {
     ldconfig -p 2>/dev/null | grep -q 'libnvinfer\.so' && return 0
     [[ -n $python ]] && "$python" - <<'EOF' 2>/dev/null
@@ -123,36 +114,20 @@ EOF
         { echo "expected exit 1 and 'libnvinfer.so.N could not be loaded'"; return 1; }
 }
 
-failed=0
-for inc in "$@"; do
-    abs=$(cd "$inc" 2>/dev/null && pwd) || { echo "check_cpp_trt: FAIL $inc: no such directory"; failed=1; continue; }
-    inc=$abs
-    if [[ ! -f $inc/NvInferRuntime.h ]] || ! version=$(trt_version "$inc"); then
-        echo "check_cpp_trt: FAIL $inc: no NvInferRuntime.h / readable NvInferVersion.h"
-        failed=1
-        continue
-    fi
-    build=$root/trt-$version
-    log=$build/check.log
-    mkdir -p "$build"
+check_one() {
+    local inc=$1 version=$2 build=$3
     # Only the runtime's targets are built: no kernels, ORT op, plugin or sanitizer builds.
-    if {
-        cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSPAN_WITH_CUDA=ON \
-            "-DCMAKE_CUDA_ARCHITECTURES=$arch" "-DTensorRT_INCLUDE_DIR=$inc" -DTENSORRT_ROOT= \
-            "-DORT_INCLUDE_DIR=$ort_include" "-DORT_LIBRARY=$ort_library" -DSPAN_BUILD_SAMPLES=ON \
-            -DSPAN_BUILD_ORT_OP=OFF -DSPAN_BUILD_TRT_PLUGIN=OFF -DSPAN_SANITIZE_CHECK=OFF \
-            -DSPAN_DEPLOY_WITH_TENSORRT=ON -DSPAN_INFER_WITH_HDF5=OFF "-DCMAKE_CXX_FLAGS=-Werror" \
-            >"$build/configure.log" 2>&1 &&
-            cat "$build/configure.log" && grep -q 'C runtime TensorRT engines ON' "$build/configure.log" &&
-            cmake --build "$build" --parallel "$(nproc 2>/dev/null || echo 2)" --target \
-                span_deploy_runtime span_deploy_selftest span_infer &&
-            check_library "$build"
-    } >"$log" 2>&1; then
-        echo "check_cpp_trt: PASS TensorRT $version ($inc)"
-    else
-        echo "check_cpp_trt: FAIL TensorRT $version ($inc); last lines of $log:"
-        tail -n 25 "$log" | sed 's/^/    /'
-        failed=1
-    fi
-done
-exit "$failed"
+    cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSPAN_WITH_CUDA=ON \
+        "-DCMAKE_CUDA_ARCHITECTURES=$arch" "-DTensorRT_INCLUDE_DIR=$inc" -DTENSORRT_ROOT= \
+        "-DORT_INCLUDE_DIR=$ort_include" "-DORT_LIBRARY=$ort_library" -DSPAN_BUILD_SAMPLES=ON \
+        -DSPAN_BUILD_ORT_OP=OFF -DSPAN_BUILD_TRT_PLUGIN=OFF -DSPAN_SANITIZE_CHECK=OFF \
+        -DSPAN_DEPLOY_WITH_TENSORRT=ON -DSPAN_INFER_WITH_HDF5=OFF "-DCMAKE_CXX_FLAGS=-Werror" \
+        >"$build/configure.log" 2>&1 &&
+        cat "$build/configure.log" && grep -q 'C runtime TensorRT engines ON' "$build/configure.log" &&
+        cmake --build "$build" --parallel "$(nproc 2>/dev/null || echo 2)" --target \
+            span_deploy_runtime span_deploy_selftest span_infer &&
+        check_library "$build"
+}
+
+source "$repo/tools/trt_headers.sh"
+for_each_trt_include check_cpp_trt check_one "$@"

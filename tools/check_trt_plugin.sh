@@ -29,44 +29,17 @@ command -v "$CUDACXX" >/dev/null || die "nvcc not found (PATH, CUDACXX or /usr/l
 export CUDACXX
 cxx=${CXX:-c++}
 
-# "MAJOR.MINOR.PATCH" of a header tree: the preprocessor expands NvInferVersion.h's macros, which
-# newer headers define through other macros (TRT_MAJOR_ENTERPRISE, ...).
-trt_version() {
-    local v
-    v=$(printf '#include <NvInferVersion.h>\nNV_TENSORRT_MAJOR NV_TENSORRT_MINOR NV_TENSORRT_PATCH\n' |
-        "$cxx" -E -P -x c++ -I"$1" - 2>/dev/null | tail -n1) || return 1
-    read -r major minor patch <<<"$v"
-    [[ $major =~ ^[0-9]+$ && $minor =~ ^[0-9]+$ && $patch =~ ^[0-9]+$ ]] || return 1
-    echo "$major.$minor.$patch"
+check_one() {
+    local inc=$1 version=$2 build=$3
+    # ORT op, samples and sanitizer builds off: this checks the TensorRT front end only.
+    cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSPAN_WITH_CUDA=ON \
+        "-DCMAKE_CUDA_ARCHITECTURES=$arch" "-DTensorRT_INCLUDE_DIR=$inc" -DTENSORRT_ROOT= \
+        -DSPAN_BUILD_ORT_OP=OFF -DSPAN_BUILD_SAMPLES=OFF -DSPAN_SANITIZE_CHECK=OFF &&
+        cmake --build "$build" --parallel "$(nproc 2>/dev/null || echo 2)" --target \
+            span_deploy_trt_plugin span_deploy_trt_plugin_static swa_trt_plugin_smoke swa_trt_plugin_static_check &&
+        "$build/bin/swa_trt_plugin_smoke" "$build/lib/libspan_deploy_trt_plugin.so" &&
+        "$build/bin/swa_trt_plugin_static_check"
 }
 
-failed=0
-for inc in "$@"; do
-    abs=$(cd "$inc" 2>/dev/null && pwd) || { echo "check_trt_plugin: FAIL $inc: no such directory"; failed=1; continue; }
-    inc=$abs
-    if [[ ! -f $inc/NvInferRuntime.h ]] || ! version=$(trt_version "$inc"); then
-        echo "check_trt_plugin: FAIL $inc: no NvInferRuntime.h / readable NvInferVersion.h"
-        failed=1
-        continue
-    fi
-    build=$root/trt-$version
-    log=$build/check.log
-    mkdir -p "$build"
-    # ORT op, samples and sanitizer builds off: this checks the TensorRT front end only.
-    if {
-        cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSPAN_WITH_CUDA=ON \
-            "-DCMAKE_CUDA_ARCHITECTURES=$arch" "-DTensorRT_INCLUDE_DIR=$inc" -DTENSORRT_ROOT= \
-            -DSPAN_BUILD_ORT_OP=OFF -DSPAN_BUILD_SAMPLES=OFF -DSPAN_SANITIZE_CHECK=OFF &&
-            cmake --build "$build" --parallel "$(nproc 2>/dev/null || echo 2)" --target \
-                span_deploy_trt_plugin span_deploy_trt_plugin_static swa_trt_plugin_smoke swa_trt_plugin_static_check &&
-            "$build/bin/swa_trt_plugin_smoke" "$build/lib/libspan_deploy_trt_plugin.so" &&
-            "$build/bin/swa_trt_plugin_static_check"
-    } >"$log" 2>&1; then
-        echo "check_trt_plugin: PASS TensorRT $version ($inc)"
-    else
-        echo "check_trt_plugin: FAIL TensorRT $version ($inc); last lines of $log:"
-        tail -n 25 "$log" | sed 's/^/    /'
-        failed=1
-    fi
-done
-exit "$failed"
+source "$repo/tools/trt_headers.sh"
+for_each_trt_include check_trt_plugin check_one "$@"
