@@ -11,17 +11,20 @@ Unit: 2 x multiply-adds ("FLOPs" as sgemm rates count them: an (m x k) @ (k x n)
   k*k*C_in*C_out/groups, patchmerge 4*C_in*C_out; edge_mode 'partial' adds its (N x taps) @
   (taps x C_out) divisor matmul. Globals: identity (none when C_in == C_out) / proj Linear /
   kernel (one conv output per token).
-* per transformer layer on M = N_s + G rows (globals are concatenated to the locals):
-  q1/k1/v1 on all M rows; `long` with G > 0 and `swin` also q2/k2/v2 on all M rows (computed
-  again even with share_qkv) -- except q2 on the G rows only when `long` has G == 1; fc_out on M
-  rows; FFN D->ff->D on M rows.
+* per transformer layer, locals (N_s rows) and globals (G rows) apart, as the model computes
+  them: where the layer's local rows reach an output (span_deploy.liveness; e.g. not the last
+  stage's last layer under a head that reads global tokens only, which the model skips), q1/k1/v1
+  (swin also q2/k2/v2), fc_out and the FFN D->ff->D on the N_s rows, and the local window
+  attention; fc_out and the FFN on the G rows always (G > 0). A stage's downsampling of the
+  locals is counted where its output is read.
 * local window attention: *useful* FLOPs only, 4*D per (query, key) pair (QK^T: D MACs, A.V:
   D MACs). The implementation evaluates dense S^2 x S^2 blocks per window (see
   :func:`dense_attention_pairs`); the padding slots of those blocks are not counted. Pairs come
   from (best first) a rulebook (:func:`attention_pairs`, exact), ``windows`` (per-stage window
   counts: an occupancy estimate) or a full-window upper bound.
-* global relay (`long`, G > 0): inner locals (N_s - 2) x G keys (none when G == 1: a copy), and
-  G queries x (G + N_s - 2) keys, 4*D per pair.
+* global relay (`long`, G > 0), see :func:`_relay_flops`: q2/k2/v2 of the globals, then their
+  scores and value sums over all N_s rows through the weights (Wk^T q, Wv (sum a h)) instead of
+  projecting the locals' keys and values; the locals' side only with G > 1 (G == 1: a copy).
 * head: its Linear layers (and the multiattn attention MLPs and pooling over N_s rows).
 
 Not counted: LayerNorms, softmax/exp, activations, residual adds, bias adds, RoPE rotations,
@@ -36,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .config import SpanConfig
+from .liveness import local_liveness
 
 __all__ = ["model_flops", "flops_breakdown", "attention_pairs", "dense_attention_pairs",
            "window_counts", "estimate_attention_pairs"]
@@ -166,6 +170,7 @@ def flops_breakdown(cfg: SpanConfig, stage_sizes: Sequence[int],
             estimate_attention_pairs(cfg, sizes, windows)
     g = cfg.num_globals
     c = cfg.num_outputs or 1
+    live = local_liveness(cfg)
     out = dict.fromkeys(("input_projection", "conv", "global_conv", "qkv", "window_attention",
                          "relay", "fc_out", "ffn", "head"), 0.0)
 
@@ -185,40 +190,64 @@ def flops_breakdown(cfg: SpanConfig, stage_sizes: Sequence[int],
 
     for s, n in enumerate(sizes):
         d = cfg.stage_dim(s)
-        if s > 0:                                       # ---- sparse downsampling conv
-            cin, taps = cfg.stage_dim(s - 1), cfg.kernel_size ** 2
-            if cfg.conv_type == "patchmerge":
-                per_out = 2.0 * 4 * cin * d
-            else:
-                groups = cin if cfg.conv_type == "dwpatchconv" else cfg.groups
-                per_out = 2.0 * taps * cin * d / groups
-                if cfg.edge_mode == "partial":
-                    out["conv"] += _linear(n, taps, d)
-            out["conv"] += n * per_out
+        if s > 0 and live.conv[s]:                      # ---- sparse downsampling conv
+            if cfg.conv_type != "patchmerge" and cfg.edge_mode == "partial":
+                out["conv"] += _linear(n, cfg.kernel_size ** 2, d)
+            out["conv"] += n * _conv_per_out(cfg, cfg.stage_dim(s - 1), d)
+        if s > 0:                                       # ---- the globals' downsampling
+            cin = cfg.stage_dim(s - 1)
             if cfg.global_strategy == "kernel":
-                out["global_conv"] += g * per_out
+                out["global_conv"] += g * _conv_per_out(cfg, cin, d)
             elif cfg.global_strategy == "proj" or cin != d:
                 out["global_conv"] += _linear(g, cin, d)
-        m = n + g                                       # ---- transformer layers
-        ff = int(d * cfg.ff_ratio)
-        second_set = cfg.trans_type == "swin" or g > 0   # swin: g2 windows; long: relay
-        inner = max(n - 2, 0)
-        # `long` with one global token: the relay's softmax over one key is exactly 1, so the
-        # locals' q2 is never projected and their relay is a copy of the global's value
-        single = cfg.trans_type != "swin" and g == 1
-        for _ in range(cfg.layers_per_stage[s]):
-            if single:
-                out["qkv"] += 5 * _linear(m, d, d) + _linear(g, d, d)
-            else:
-                out["qkv"] += (6 if second_set else 3) * _linear(m, d, d)
-            out["window_attention"] += 4.0 * d * float(pairs[s])
-            if cfg.trans_type != "swin" and g > 0:
-                out["relay"] += 4.0 * d * ((0 if single else inner * g) + g * (g + inner))
-            out["fc_out"] += _linear(m, d, d)
-            out["ffn"] += _linear(m, d, ff) + _linear(m, ff, d)
-
+        ff = int(d * cfg.ff_ratio)               # ---- transformer layers
+        heads = cfg.stage_heads(s)
+        relay = cfg.trans_type != "swin" and g > 0
+        rope = cfg.pos_emb == "rope"
+        for layer in range(cfg.layers_per_stage[s]):
+            local = live.out[s][layer]
+            if local:                                   # the locals' window attention
+                out["qkv"] += (6 if cfg.trans_type == "swin" else 3) * _linear(n, d, d)
+                out["window_attention"] += 4.0 * d * float(pairs[s])
+                out["fc_out"] += _linear(n, d, d)
+                out["ffn"] += _linear(n, d, ff) + _linear(n, ff, d)
+            if g > 0:                                   # globals: fc_out + FFN (swin: of zeros)
+                out["fc_out"] += _linear(g, d, d)
+                out["ffn"] += _linear(g, d, ff) + _linear(g, ff, d)
+            if relay:
+                out["relay"] += _relay_flops(n, g, d, heads, rope, local)
     out["head"] = _head_flops(cfg, sizes, c)
     return out
+
+
+def _conv_per_out(cfg: SpanConfig, cin: int, d: int) -> float:
+    """FLOPs of one output row of a stage's downsampling conv (all k*k taps)."""
+    if cfg.conv_type == "patchmerge":
+        return 2.0 * 4 * cin * d
+    groups = cin if cfg.conv_type == "dwpatchconv" else cfg.groups
+    return 2.0 * cfg.kernel_size ** 2 * cin * d / groups
+
+
+def _relay_flops(n: int, g: int, d: int, heads: int, rope: bool, local: bool) -> float:
+    """One layer's global relay as the model computes it (transformer.GlobalRelay): q2/k2/v2 of
+    the G globals; the globals' scores against all N rows through Wk^T q (or the N projected,
+    rotated keys with RoPE) and their value sums through Wv (sum a h); with G > 1 and live
+    locals, the locals' scores against the globals (Wq^T k, or projected queries with RoPE) and
+    their weighted global values."""
+    dh = d // heads
+    total = 3 * _linear(g, d, d) + 4.0 * g * heads * g * dh          # projections, G x G part
+    if rope:
+        total += _linear(n, d, d) + 2.0 * n * d * g                  # k2 of every row, scores
+    else:
+        total += 2.0 * g * d * d + 2.0 * n * d * g * heads           # Wk^T q, h . u
+    total += 2.0 * g * heads * n * d + 2.0 * g * d * d               # sum a h, Wv (sum a h)
+    if local and g > 1:
+        if rope:
+            total += _linear(n, d, d) + 2.0 * n * d * g
+        else:
+            total += 2.0 * g * d * d + 2.0 * n * d * g * heads
+        total += 2.0 * n * g * d                                     # a . v_g
+    return total
 
 
 def _head_flops(cfg: SpanConfig, sizes: list[int], c: int) -> float:

@@ -104,6 +104,29 @@ def fp16_model(model):
     return target, hooks
 
 
+def _keep_contract_inputs(proto, cfg: SpanConfig, precision: str) -> None:
+    """Every graph takes every input of the tensor contract, in its order. The tracer drops an
+    input nothing reads (the last stage's window tables, when the head reads only that stage's
+    global tokens and the locals' attention there is dead code); it is put back, unused, so
+    backends, Triton configs and polygraphy feeds see one input list for every config."""
+    from onnx import TensorProto, helper
+
+    have = {i.name: i for i in proto.graph.input}
+    elem = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "int32": TensorProto.INT32,
+            "int64": TensorProto.INT64}
+    ordered = []
+    for spec in io.engine_inputs(cfg, precision):
+        if spec.name in have:
+            ordered.append(have.pop(spec.name))
+        else:
+            dims = [spec.rows] + [d if d is not None else f"{spec.name}_dim{i + 1}" for i, d in enumerate(spec.dims)]
+            ordered.append(helper.make_tensor_value_info(spec.name, elem[spec.dtype], dims))
+    if have:   # pragma: no cover - the model's forward takes exactly the contract's inputs
+        raise SpanDeployError(f"the exported graph has inputs outside the contract: {sorted(have)}")
+    del proto.graph.input[:]
+    proto.graph.input.extend(ordered)
+
+
 def export_onnx(model, out_path: str | Path, attention: str = "plugin", opset: int = DEFAULT_OPSET,
                 fp16: bool = False) -> Path:
     """Export an eval-mode SpanModel; the file is written atomically. Returns the path."""
@@ -148,6 +171,7 @@ def export_onnx(model, out_path: str | Path, attention: str = "plugin", opset: i
                 dynamic_axes=io.dynamic_axes(cfg), opset_version=opset,
                 custom_opsets={OP_DOMAIN: 1} if attention == "plugin" else None, do_constant_folding=True)
         proto = onnx.load(tmp)
+        _keep_contract_inputs(proto, cfg, "fp16" if fp16 else "fp32")
         meta = make_metadata(cfg, attention, "fp16" if fp16 else "fp32")
         if attention == "plugin":
             # The tracer's intermediate shapes around the custom node mix symbolic and traced dims;

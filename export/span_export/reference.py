@@ -8,7 +8,7 @@ import numpy as np
 
 from span_deploy.backends.base import SpanResult
 from span_deploy.backends.result import named_outputs, to_result
-from span_deploy.rulebook import build_rulebook
+from span_deploy.rulebook import SortedFeatures, rulebook_for
 
 
 class TorchBackend:
@@ -42,11 +42,11 @@ class TorchBackend:
             outs = self.model(*args)
         return dict(zip(self.model.output_names, (o.float().cpu().numpy() for o in outs)))
 
-    def run(self, coords: np.ndarray, feats: np.ndarray) -> SpanResult:
+    def run(self, coords: np.ndarray, feats: np.ndarray | SortedFeatures) -> SpanResult:
         import torch
 
         t0 = time.perf_counter()
-        rb = build_rulebook(coords, self.cfg)
+        rb = rulebook_for(coords, feats, self.cfg)
         inputs = rb.engine_inputs(self.cfg, feats)
         t1 = time.perf_counter()
         args = [torch.from_numpy(np.ascontiguousarray(inputs[n])).to(self.device) for n in self.model.input_names]

@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..config import SpanConfig
+from ..rulebook import SortedFeatures
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Backend(Protocol):
         """F, the patch-feature width the model takes."""
         ...
 
-    def run(self, coords: np.ndarray, feats: np.ndarray) -> SpanResult:
-        """coords: (N, 2) raw level-0 pixel coordinates on the 224-px grid; feats: (N, F) float32."""
+    def run(self, coords: np.ndarray, feats: np.ndarray | SortedFeatures) -> SpanResult:
+        """coords: (N, 2) raw level-0 pixel coordinates on the 224-px grid; feats: (N, F) float32
+        in the same order, or SortedFeatures already in the rulebook's order (built from these
+        coords; then the backend makes no second copy of them)."""
         ...

@@ -4,11 +4,11 @@
 gives the named tables that ONNX Runtime and TensorRT engines take as inputs. ``io`` is the
 tensor contract (every engine input and output), TABLES.md its documentation.
 """
-from .build import RULEBOOK_VERSION, Rulebook, StageRulebook, build_rulebook
+from .build import RULEBOOK_VERSION, Rulebook, SortedFeatures, StageRulebook, build_rulebook, rulebook_for
 from .coords import normalise, sort_order
 from .io import TensorSpec, engine_inputs, engine_outputs, input_names, output_names
 from .windows import StageWindows, Windowing
 
-__all__ = ["RULEBOOK_VERSION", "Rulebook", "StageRulebook", "StageWindows", "TensorSpec", "Windowing",
-           "build_rulebook", "engine_inputs", "engine_outputs", "input_names", "normalise",
+__all__ = ["RULEBOOK_VERSION", "Rulebook", "SortedFeatures", "StageRulebook", "StageWindows", "TensorSpec", "Windowing",
+           "build_rulebook", "engine_inputs", "rulebook_for", "engine_outputs", "input_names", "normalise",
            "output_names", "sort_order"]

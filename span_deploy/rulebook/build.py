@@ -61,24 +61,35 @@ class Rulebook:
         rows[self.sort_index] = np.arange(self.num_patches) + int(self.padding.lead)
         return rows
 
+    def empty_stage0_rows(self, width: int, dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """(N0, width) stage-0 rows with the pad rows zeroed and the patch rows left to fill."""
+        lead, n = int(self.padding.lead), self.num_patches
+        out = np.empty((lead + n + int(self.padding.trail), width), dtype)
+        out[:lead] = 0
+        out[lead + n:] = 0
+        return out
+
     def pad_features(self, feats: np.ndarray) -> np.ndarray:
         """(N, F) input-order features -> (N0, F) stage-0 rows: sorted, zero pad rows added."""
         feats = np.asarray(feats)
         lead, n = int(self.padding.lead), self.num_patches
-        out = np.empty((lead + n + int(self.padding.trail),) + feats.shape[1:], feats.dtype)
-        out[:lead] = 0
-        out[lead + n:] = 0
+        out = self.empty_stage0_rows(feats.shape[1], feats.dtype)
         # gathered straight into place: one (N, F) copy, not a sorted copy and then a padded one
         np.take(feats, self.sort_index, axis=0, out=out[lead:lead + n])
         return out
 
-    def engine_inputs(self, cfg: SpanConfig, feats: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def engine_inputs(self, cfg: SpanConfig, feats: "np.ndarray | SortedFeatures | None" = None
+                      ) -> dict[str, np.ndarray]:
         """The named engine inputs of the tensor contract (io.engine_inputs), feats included when
-        given (in input order)."""
+        given (in input order, or already in this rulebook's order as SortedFeatures)."""
         out: dict[str, np.ndarray] = {}
         for spec in engine_inputs(cfg):
             if spec.kind == "feats":
-                if feats is not None:
+                if isinstance(feats, SortedFeatures):
+                    if feats.rulebook is not self:
+                        raise RulebookError("the sorted features were made for another rulebook")
+                    out[spec.name] = feats.rows
+                elif feats is not None:
                     out[spec.name] = self.pad_features(np.asarray(feats, np.float32))
                 continue
             st = self.stages[spec.stage]
@@ -95,6 +106,23 @@ class Rulebook:
             else:  # pragma: no cover - io.py and this function change together
                 raise RulebookError(f"no rulebook table for engine input {spec.name} ({spec.kind})")
         return out
+
+
+@dataclass(frozen=True)
+class SortedFeatures:
+    """A slide's features already in a rulebook's stage-0 row order (sorted, zero pad rows
+    added), e.g. read straight into place by ``features.FeatureFile.read_sorted``: a backend's
+    ``run(coords, feats)`` takes these as well as input-order (N, F) features, and then makes
+    no second (N, F) copy."""
+    rulebook: Rulebook
+    rows: np.ndarray              # (N0, F) float32
+
+
+def rulebook_for(coords: np.ndarray, feats: "np.ndarray | SortedFeatures", cfg: SpanConfig) -> Rulebook:
+    """The rulebook a backend's run uses: the one the sorted features came with, else built."""
+    if isinstance(feats, SortedFeatures):
+        return feats.rulebook
+    return build_rulebook(coords, cfg)
 
 
 def build_rulebook(raw_coords: np.ndarray, cfg: SpanConfig) -> Rulebook:

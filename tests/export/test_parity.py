@@ -23,7 +23,7 @@ def run_case(case, record: list | None = None):
     inputs = rb.engine_inputs(model.cfg, sf.feats)
     args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in model.input_names]
     with torch.no_grad():
-        feats, globals_, _ = model.encode(*args)
+        feats, globals_, _ = model.encode(*args, every_local=True)
         outs = model(*args) if record is None else model(*args, record=record)
     return model, rb, feats, globals_, outs
 

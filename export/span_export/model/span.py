@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from span_deploy.config import SpanConfig
+from span_deploy.liveness import local_liveness
 from span_deploy.rulebook import input_names, output_names
 from .convs import ConvLayer
 from .decoder import Decoder
@@ -85,7 +86,10 @@ class SpanModel(nn.Module):
         return StageTables(named[f"s{s}_win_u"], named[f"s{s}_pos_u"], named.get(f"s{s}_win_s"),
                            named.get(f"s{s}_pos_s"), named.get(f"s{s}_coords"))
 
-    def encode(self, feats: torch.Tensor, *tables: torch.Tensor):
+    def encode(self, feats: torch.Tensor, *tables: torch.Tensor, every_local: bool = False):
+        """Per stage the local rows and the global tokens (and stage 0's relay weights).
+        ``every_local``: compute the locals no output reads too (as the official model does),
+        to compare every stage with it; otherwise those stages' entries are None."""
         named = dict(zip(self.input_names[1:], tables))
         cfg = self.cfg
         x = feats
@@ -95,13 +99,17 @@ class SpanModel(nn.Module):
             t = self.encoder.init_tokens(x.float()).to(x.dtype)
         stage_feats, stage_globals = [], []
         relay_w = None
+        # local rows no output reads are not computed (span_deploy.liveness): x is None where even
+        # a stage's input locals are dead, and a layer with dead output locals updates its globals only
+        live = local_liveness(cfg, every_local)
         for s, block in enumerate(self.encoder.blocks):
             conv = block.modules_dict["convs_0"][0]
-            x = conv(x, named.get(f"s{s}_gather"))
+            x = conv(x, named.get(f"s{s}_gather")) if live.conv[s] and x is not None else None
             t = conv.global_forward(t)
             tab = self._tables(named, s)
-            for layer in block.modules_dict["trans_2"]:
-                x, t, w = layer.trans_block(x, t, tab, want_weights=(s == 0))
+            for i, layer in enumerate(block.modules_dict["trans_2"]):
+                x, t, w = layer.trans_block(x if live.inp[s][i] else None, t, tab, want_weights=(s == 0),
+                                            locals_out=live.out[s][i])
                 if s == 0 and w is not None:
                     relay_w = w
             stage_feats.append(x)
@@ -111,7 +119,7 @@ class SpanModel(nn.Module):
     def forward(self, feats: torch.Tensor, *tables: torch.Tensor):
         stage_feats, stage_globals, relay_w = self.encode(feats, *tables)
         if feats.dtype != torch.float32:  # fp16 export: the head (pooling, softmax, LayerNorm) runs in fp32
-            stage_feats = [f.float() for f in stage_feats]
+            stage_feats = [None if f is None else f.float() for f in stage_feats]
             stage_globals = [g.float() for g in stage_globals]
             relay_w = None if relay_w is None else relay_w.float()
         if self.cfg.task == "survival":
@@ -152,7 +160,7 @@ class SpanSegModel(SpanModel):
         named = dict(zip(self.input_names[1:], tables))
         stage_feats, stage_globals, _ = self.encode(feats, *tables)
         if feats.dtype != torch.float32:  # fp16 export: the decoder runs in fp32
-            stage_feats = [f.float() for f in stage_feats]
+            stage_feats = [None if f is None else f.float() for f in stage_feats]
             stage_globals = [g.float() for g in stage_globals]
         ups, tabs = [], []
         for i, block in enumerate(self.decoder.blocks[:-1]):

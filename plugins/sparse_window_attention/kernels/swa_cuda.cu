@@ -1,13 +1,19 @@
-// CUDA SparseWindowAttention. One thread block per query row: the block gathers the row's
-// candidate keys (and their bias offsets) into shared memory once, then a group of G lanes per
-// head walks them with an online softmax, each lane holding DPL of the head's Dh dims, so loads
-// of q/k/v rows are coalesced across the group. float32 math for both dtypes; no workspace.
+// CUDA SparseWindowAttention, reference kernel. One thread block per query row: the block
+// gathers the row's candidate keys (and their bias offsets) into shared memory once, then a group
+// of G lanes per head walks them with an online softmax, each lane holding DPL of the head's Dh
+// dims, so loads of q/k/v rows are coalesced across the group. float32 math for both dtypes; no
+// workspace.
+// swa_forward_cuda dispatches to the window kernel (swa_cuda_window.cu) by default, to this one
+// with SPAN_SWA_CUDA_KERNEL=reference (read once per process).
 #include "swa_kernels.h"
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 namespace span_deploy {
 
@@ -167,18 +173,48 @@ int forward(const SwaParams& p, const T* q, const T* k, const T* v, T* out, cuda
     return int(dispatch(p, q, k, v, out, stream));
 }
 
+// SPAN_SWA_CUDA_KERNEL, read once per process: unset / "auto" / "window" -> the window kernel
+// (which itself runs the reference kernel for a call outside its limits), "reference".
+bool use_reference_kernel() {
+    static const bool reference = [] {
+        const char* env = std::getenv("SPAN_SWA_CUDA_KERNEL");
+        if (!env || !*env || !std::strcmp(env, "auto") || !std::strcmp(env, "window")) return false;
+        if (!std::strcmp(env, "reference")) return true;
+        std::fprintf(stderr,
+                     "span_deploy: SPAN_SWA_CUDA_KERNEL=%s is not known (known: auto, window, reference); "
+                     "using auto (window)\n",
+                     env);
+        return false;
+    }();
+    return reference;
+}
+
 }  // namespace
+
+const char* swa_cuda_kernel_name() { return use_reference_kernel() ? "reference" : "window"; }
+
+int swa_forward_cuda_reference(const SwaParams& p, const float* q, const float* k, const float* v, float* out,
+                               cudaStream_t stream) {
+    return forward(p, q, k, v, out, stream);
+}
+
+int swa_forward_cuda_reference(const SwaParams& p, const SwaHalf* q, const SwaHalf* k, const SwaHalf* v,
+                               SwaHalf* out, cudaStream_t stream) {
+    static_assert(sizeof(SwaHalf) == sizeof(__half) && alignof(SwaHalf) == alignof(__half), "SwaHalf is __half");
+    return forward(p, reinterpret_cast<const __half*>(q), reinterpret_cast<const __half*>(k),
+                   reinterpret_cast<const __half*>(v), reinterpret_cast<__half*>(out), stream);
+}
 
 int swa_forward_cuda(const SwaParams& p, const float* q, const float* k, const float* v, float* out,
                      cudaStream_t stream) {
-    return forward(p, q, k, v, out, stream);
+    return use_reference_kernel() ? swa_forward_cuda_reference(p, q, k, v, out, stream)
+                                  : swa_forward_cuda_window(p, q, k, v, out, stream);
 }
 
 int swa_forward_cuda(const SwaParams& p, const SwaHalf* q, const SwaHalf* k, const SwaHalf* v, SwaHalf* out,
                      cudaStream_t stream) {
-    static_assert(sizeof(SwaHalf) == sizeof(__half) && alignof(SwaHalf) == alignof(__half), "SwaHalf is __half");
-    return forward(p, reinterpret_cast<const __half*>(q), reinterpret_cast<const __half*>(k),
-                   reinterpret_cast<const __half*>(v), reinterpret_cast<__half*>(out), stream);
+    return use_reference_kernel() ? swa_forward_cuda_reference(p, q, k, v, out, stream)
+                                  : swa_forward_cuda_window(p, q, k, v, out, stream);
 }
 
 const char* swa_cuda_error_string(int status) { return cudaGetErrorString(cudaError_t(status)); }

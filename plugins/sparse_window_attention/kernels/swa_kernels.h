@@ -105,6 +105,30 @@ int swa_forward_cuda(const SwaParams& p, const float* q, const float* k, const f
                      cudaStream_t stream);
 int swa_forward_cuda(const SwaParams& p, const SwaHalf* q, const SwaHalf* k, const SwaHalf* v, SwaHalf* out,
                      cudaStream_t stream);
+// Two CUDA kernels, one contract (float32 math; out-of-range table entries are empty slots):
+// * the window kernel (swa_cuda_window.cu): one block per (A-window, query chunk, head group),
+//   the window's K / V rows staged in shared memory, float16 Q.K^T and P.V on tensor cores
+//   (sm_75+), float32 on a SIMT path; a second launch handles the rows the A table does not list
+//   at their own position. Outside its limits (window S > 16, head_dim > 256 for float16 / > 128
+//   for float32, 48 KiB of shared memory) a call runs the reference kernel instead;
+// * the reference kernel (swa_cuda.cu): one block per query row.
+// swa_forward_cuda runs the window kernel unless SPAN_SWA_CUDA_KERNEL=reference (read once per
+// process; unset / "auto" / "window": window; an unknown value: auto, with one line on stderr).
+// "window" or "reference": what swa_forward_cuda runs (before the window kernel's per-call fallback).
+const char* swa_cuda_kernel_name();
+// The two kernels directly, whatever SPAN_SWA_CUDA_KERNEL says (same contract and status as
+// swa_forward_cuda).
+int swa_forward_cuda_reference(const SwaParams& p, const float* q, const float* k, const float* v, float* out,
+                               cudaStream_t stream);
+int swa_forward_cuda_reference(const SwaParams& p, const SwaHalf* q, const SwaHalf* k, const SwaHalf* v,
+                               SwaHalf* out, cudaStream_t stream);
+int swa_forward_cuda_window(const SwaParams& p, const float* q, const float* k, const float* v, float* out,
+                            cudaStream_t stream);
+int swa_forward_cuda_window(const SwaParams& p, const SwaHalf* q, const SwaHalf* k, const SwaHalf* v, SwaHalf* out,
+                            cudaStream_t stream);
+// Which kernel swa_forward_cuda_window runs for p (fp16: float16 inputs): "window", or
+// "reference" where p is outside the window kernel's limits. Host only, reads no table.
+const char* swa_cuda_window_kernel_for(const SwaParams& p, bool fp16);
 // The CUDA-specific part of swa_check_params (empty when the CUDA kernel supports p).
 std::string swa_check_cuda_limits(const SwaParams& p);
 const char* swa_cuda_error_string(int status);

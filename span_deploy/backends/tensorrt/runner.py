@@ -15,7 +15,7 @@ import numpy as np
 
 from ...errors import BackendError
 from ...metadata import check_rulebook_version, config_from_metadata
-from ...rulebook import build_rulebook
+from ...rulebook import SortedFeatures, rulebook_for
 from ..base import SpanResult
 from ..result import to_result
 from .plugin import import_tensorrt, load_plugin_library
@@ -76,6 +76,10 @@ class TrtBackend:
                                f"{side.get('tensorrt')}, this is {trt.__version__}; engines are not portable "
                                "across TensorRT versions or GPUs: rebuild it here)")
         self.context = self.engine.create_execution_context()
+        # TensorRT drops a network input nothing reads (a table of a layer whose output is dead
+        # code, which the ONNX graph keeps as an unused input): feed only what the engine takes
+        engine_io = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
+        self.input_names = [n for n in self.input_names if n in engine_io]
         self.profile_min, self.profile_max = {}, {}
         for n in self.input_names:
             lo, _, hi = self.engine.get_tensor_profile_shape(n, 0)
@@ -103,12 +107,12 @@ class TrtBackend:
             buf.resize(shape)
         return buf
 
-    def run(self, coords: np.ndarray, feats: np.ndarray) -> SpanResult:
+    def run(self, coords: np.ndarray, feats: np.ndarray | SortedFeatures) -> SpanResult:
         t0 = time.perf_counter()
         if len(coords) > self.max_tokens:
             raise BackendError(f"the slide has {len(coords)} patches, the engine {self.path} takes at most "
                                f"{self.max_tokens}; rebuild it with a larger --max-tokens")
-        rb = build_rulebook(coords, self.cfg)
+        rb = rulebook_for(coords, feats, self.cfg)
         inputs = rb.engine_inputs(self.cfg, feats)
         self.check_shapes({n: tuple(inputs[n].shape) for n in self.input_names}, len(coords))
         t1 = time.perf_counter()

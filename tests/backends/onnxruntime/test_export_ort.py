@@ -45,13 +45,70 @@ def test_fixture_logits_in_ort(case, attention, exported):
     np.testing.assert_allclose(r.slide_embedding, exp["head_input"][0], rtol=0, atol=TOL)
 
 
+def _window_calls_reaching_outputs(model) -> tuple[int, int]:
+    """(window attentions of the official computation whose output reaches a model output, window
+    attentions the model's own forward runs). The first is found by perturbing each call of the
+    full computation (every local row, as the official model) in turn: a change of its output changes
+    some output, or leaves every output bit-identical (dead code)."""
+    import functools
+
+    from span_export.model.transformer import TransBlock
+
+    # a slide with inner rows at every stage (on a one-patch slide even live layers can be idle)
+    coords, feats = tissue_slide(600, seed=1, feat_dim=model.cfg.feat_dim)
+    rb = build_rulebook(coords, model.cfg)
+    inputs = rb.engine_inputs(model.cfg, feats)
+    args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in model.input_names]
+    saved = TransBlock.__dict__["window_op"]
+    calls = {"n": 0, "bump": -1}
+
+    def counting(*a):
+        out = saved.__func__(*a)
+        calls["n"] += 1
+        if calls["n"] - 1 != calls["bump"]:
+            return out
+        # not a constant shift: a LayerNorm downstream would take that away
+        return out * 1.5 + torch.linspace(0.0, 1.0, out.numel()).reshape(out.shape)
+
+    def outputs(full: bool):
+        calls["n"] = 0
+        enc = model.encode
+        if full:
+            model.encode = functools.partial(enc, every_local=True)
+        try:
+            with torch.no_grad():
+                return [o.clone() for o in model(*args)]
+        finally:
+            model.__dict__.pop("encode", None)
+
+    TransBlock.window_op = staticmethod(counting)
+    try:
+        base = outputs(True)
+        total = calls["n"]
+        live = 0
+        for k in range(total):
+            calls["bump"] = k
+            live += any(not torch.equal(a, b) for a, b in zip(outputs(True), base))
+        calls["bump"] = -1
+        outputs(False)
+        run = calls["n"]
+    finally:
+        TransBlock.window_op = saved
+    return live, run
+
+
 @pytest.mark.parametrize("case", PUBLIC_CASES, ids=ids(PUBLIC_CASES))
 def test_plugin_graph_structure(case, exported):
     model, path = exported(case, "plugin")
     proto = onnx.load(str(path))
     nodes = [n for n in proto.graph.node if n.op_type == OP_TYPE]
     layers = sum(model.cfg.layers_per_stage)
-    assert len(nodes) == layers * (2 if model.cfg.trans_type == "swin" else 1)
+    # one node per window attention whose result reaches an output, no more (the official model
+    # computes every layer's locals; those no output reads are left out) and none missing
+    live, run = _window_calls_reaching_outputs(model)
+    assert 1 <= live <= layers * (2 if model.cfg.trans_type == "swin" else 1)
+    assert len(nodes) == live == run
+    assert [i.name for i in proto.graph.input] == model.input_names   # unused tables stay inputs
     assert len(proto.functions) == 0
     op = yaml.safe_load((REPO / "plugins" / "sparse_window_attention" / "op.yaml").read_text())
     assert (OP_TYPE, OP_DOMAIN) == (op["identity"]["op_type"], op["identity"]["domain"])
