@@ -1,8 +1,13 @@
 """int8 SPAN exports for CPUs, with ONNX Runtime's quantisation tools (no torch).
 
 Only the Gemm / MatMul weights are quantised (int8, per output channel): they are ~80% of SPAN's
-compute on a CPU; LayerNorm, softmax, the window attention (custom op or its portable ops) and the
-heads' last Linear stay fp32. Two modes:
+compute on a CPU. Weights use the 7-bit range (``reduce_range``): without VNNI, x86's u8 x s8 dot
+products add pairs into a saturating int16, which moved the default model's embedding to cosine
+0.96 on an AVX2 CPU (0.9998 with the reduced range; on VNNI CPUs it costs one bit of weight
+precision). Products of two activations (the global relay's scores and row sums), the global
+tokens' and the head's one-row Gemms, LayerNorm,
+softmax, the window attention (custom op or its portable ops) and the heads' last Linear stay
+fp32. Two modes:
 
 * dynamic (default): activation scales are computed per call at run time (DynamicQuantizeLinear +
   MatMulInteger) -- what ONNX Runtime recommends for transformers; nothing to calibrate.
@@ -28,6 +33,54 @@ from .errors import ConfigError
 from .metadata import METADATA_KEY, config_from_metadata, read_metadata
 
 QUANTISED_OPS = ["MatMul", "Gemm"]
+
+
+def slide_level_products(model_path: str | Path, meta: dict) -> list[str]:
+    """MatMul / Gemm nodes whose rows do not grow with the slide: the global tokens' projections
+    and FFN, the head. Found by running the fp32 graph on two synthetic slides of different size
+    and comparing each node's input rows. They are left fp32: int8 saves nothing on one row, and
+    a calibrated scale of one token's activations clips on other slides (the embedding, which
+    sums the stages' global tokens, moved to cosine 0.85 on the default model)."""
+    import onnx
+
+    from .backends.onnxruntime.loader import session_options
+    from .bench.tissue_tokens import tissue_slide
+    from .backends.onnxruntime.loader import import_onnxruntime
+    from .rulebook import build_rulebook
+
+    ort = import_onnxruntime()
+    m = onnx.load(str(model_path))
+    nodes = [n for n in m.graph.node if n.op_type in QUANTISED_OPS]
+    graph_in = {i.name for i in m.graph.input}
+    outs = {o.name for o in m.graph.output}
+    probe = sorted({n.input[0] for n in nodes} - graph_in - outs)
+    m.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in probe)
+    sess = ort.InferenceSession(m.SerializeToString(), session_options(None, meta["attention"] == "plugin"),
+                                providers=["CPUExecutionProvider"])
+    cfg = config_from_metadata(meta, model_path)
+    rows = []
+    for n_patches in (240, 480):
+        coords, feats = tissue_slide(n_patches, seed=n_patches, feat_dim=cfg.feat_dim)
+        feed = build_rulebook(coords, cfg).engine_inputs(cfg, feats)
+        got = sess.run(probe, {i.name: feed[i.name] for i in sess.get_inputs()})
+        rows.append({name: a.shape[0] if a.ndim else 1 for name, a in zip(probe, got)})
+    return [n.name for n in nodes if n.input[0] in rows[0] and rows[0][n.input[0]] == rows[1][n.input[0]]]
+
+
+def _kept_fp32(model_path: Path, meta: dict) -> list[str]:
+    return activation_products(model_path) + slide_level_products(model_path, meta)
+
+
+def activation_products(model_path: str | Path) -> list[str]:
+    """MatMul / Gemm nodes that multiply two activations (no initializer among their two inputs):
+    the relay's scores and weighted row sums. They are left fp32: their operands are softmax
+    weights of ~1/N and scores a softmax over N rows amplifies, which int8 would flatten."""
+    import onnx
+
+    g = onnx.load(str(model_path), load_external_data=False).graph
+    consts = {i.name for i in g.initializer}
+    consts |= {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in g.node if n.op_type in QUANTISED_OPS and not any(i in consts for i in n.input[:2])]
 
 
 def quantize_int8(src: str | Path, dst: str | Path, calibration: str | Path | None = None,
@@ -58,7 +111,8 @@ def _quantize(src: Path, dst: Path, meta: dict, calibration, max_calibration_sli
     with atomic_path(dst) as tmp:
         if calibration is None:
             quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=QUANTISED_OPS,
-                             per_channel=True, extra_options=extra)
+                             per_channel=True, reduce_range=True, nodes_to_exclude=_kept_fp32(src, meta),
+                             extra_options=extra)
             how = {"mode": "dynamic", "weights": "int8 per channel", "activations": "int8, scales per call"}
         else:
             files = calibration_files(calibration, max_calibration_slides)
@@ -101,16 +155,18 @@ def _quantize_static(src: Path, dst: Path, meta: dict, files: list[Path], extra:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     reader = _SlideReader(files, meta, src)
+    kept = _kept_fp32(src, meta)   # before the calibration context patches session creation
     with tempfile.TemporaryDirectory() as d, _calibration_sessions_with_custom_ops(meta["attention"] == "plugin"):
         # The calibrator writes an augmented copy of the model next to its input: work on a copy.
         model = Path(d) / "model.onnx"
         shutil.copyfile(src, model)
         quantize_static(str(model), str(dst), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTISED_OPS,
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        reduce_range=True, nodes_to_exclude=kept,
                         calibrate_method=CalibrationMethod.MinMax,
                         # fp32 biases: the window-attention outputs feeding them have no calibrated
                         # scale of their own to derive an int32 bias scale from
-                        extra_options={**extra, "ActivationSymmetric": True, "QuantizeBias": False})
+                        extra_options={**extra, "QuantizeBias": False})
 
 
 @contextlib.contextmanager
