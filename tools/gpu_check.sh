@@ -4,7 +4,7 @@
 # stand-in and omegaconf into .gpu-carry/ and prints the device call (carry: [".gpu-carry"]).
 #
 #   SPAN_GPU_CARRY=.gpu-carry bash tools/gpu_check.sh          # on the GPU machine
-#   SPAN_GPU_DRY_RUN=1 bash tools/gpu_check.sh                 # anywhere: the flow, model check on CPU
+#   SPAN_GPU_DRY_RUN=1 bash tools/gpu_check.sh                 # anywhere: the flow without a GPU
 #
 # Steps (each under `timeout`, each recorded; a failed step does not stop the others):
 #   device     nvidia-smi: the GPU, its driver and compute capability (SPAN_CUDA_ARCH=90 overrides;
@@ -12,9 +12,7 @@
 #   build      the kernels + swa_gpu_check for that arch only, as SASS (<arch>-real: no PTX in the
 #              binary, so nothing is JIT-compiled), CMake >= 3.22                          150 s
 #   kernel     swa_gpu_check --json OUT/kernel.json: CUDA vs CPU kernel per case, ms vs floors  60 s
-#   model      tools/gpu_model_check.py --device cuda (20k and 100k patches): our torch backend
-#              fp32 / fp16 vs the official SPAN model (DGL stand-in), same weights: logits,
-#              ms per forward, peak memory -> OUT/model.json                               180 s
+#   model      skipped: the whole-model check against the official code is not in the repository
 #   sanitizer  compute-sanitizer --tool memcheck swa_gpu_check --sanitize (skipped where it is
 #              not installed). Runs after the model check: its duration is the least predictable 90 s
 #   ort_build, ort_cuda_ep  only where onnxruntime has the CUDA EP (the image's is a CPU build, and
@@ -31,9 +29,8 @@
 # Exit status: 0 when no step failed, 1 otherwise (2: bad usage).
 #
 # Env: OUT, SPAN_GPU_CARRY (default <repo>/.gpu-carry), SPAN_CUDA_ARCH, SPAN_GPU_BUILD_DIR (default
-# build/gpu-check), SPAN_PYTHON (default python3), SPAN_GPU_SIZES (default "20000 100000"; dry run
-# "2000"), SPAN_GPU_MODEL_ARGS (extra gpu_model_check.py arguments), SPAN_GPU_DEADLINE_S,
-# SPAN_GPU_DRY_RUN=1 (no GPU: the GPU steps are skipped and the model check runs on the CPU).
+# build/gpu-check), SPAN_PYTHON (default python3), SPAN_GPU_DEADLINE_S,
+# SPAN_GPU_DRY_RUN=1 (no GPU: the GPU steps are skipped).
 set -uo pipefail   # no -e: every step runs, its result is recorded
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,8 +44,6 @@ dry=${SPAN_GPU_DRY_RUN:-0}
 [[ $dry = 0 || $dry = 1 ]] || { echo "gpu_check: error: SPAN_GPU_DRY_RUN must be 0 or 1" >&2; exit 2; }
 deadline=${SPAN_GPU_DEADLINE_S:-330}
 [[ $deadline =~ ^[0-9]+$ ]] || { echo "gpu_check: error: SPAN_GPU_DEADLINE_S must be whole seconds" >&2; exit 2; }
-if [[ $dry = 1 ]]; then sizes=${SPAN_GPU_SIZES:-2000}; else sizes=${SPAN_GPU_SIZES:-20000 100000}; fi
-read -r -a model_extra <<<"${SPAN_GPU_MODEL_ARGS:-}"
 reserve=10              # seconds kept for the summary after the last step
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 
@@ -350,26 +345,9 @@ else
 fi
 
 # ---- model ------------------------------------------------------------------------------------------
-if [[ $dry = 1 || $gpu_ok = 1 ]]; then
-    mdev=cuda
-    margs=()
-    if [[ $dry = 1 ]]; then mdev=cpu; margs=(--runs 1 --warmup 0); fi
-    left=$((deadline - SECONDS - reserve))
-    mbudget=$((180 < left ? 180 : left))
-    # shellcheck disable=SC2086 # $sizes is a list
-    if run_step model 180 "$py" tools/gpu_model_check.py --device "$mdev" --sizes $sizes --json "$out/model.json" \
-        --carry "$carry" --budget-s $((mbudget / 2)) "${margs[@]}" "${model_extra[@]}"; then
-        case $rc in
-        0) status=pass reason=$(grep '^model check:' "$log" | tail -n1) ;;
-        1) status=fail reason=$(grep '^model check:' "$log" | tail -n1) ;;
-        3) status=fail reason="ours measured, but $(grep '^official model unavailable' "$log" | tail -n1)" ;;
-        *) status=fail reason=$(fail_reason) ;;
-        esac
-        record model "$status" "$step_s" "$step_t" "$rc" "$reason"
-    fi
-else
-    skip model "" "no GPU"
-fi
+# The whole-model comparison with the official SPAN model must run the official code (and its DGL
+# stand-in), which stays outside this repository: not part of this script yet.
+skip model "" "not in the repository: the whole-model check against the official code is left for later"
 
 # ---- sanitizer --------------------------------------------------------------------------------------
 san=$(command -v compute-sanitizer || { [[ -x /usr/local/cuda/bin/compute-sanitizer ]] && echo /usr/local/cuda/bin/compute-sanitizer; })
@@ -412,15 +390,7 @@ else
     if run_step ort_build 90 ort_build; then
         if [[ $rc = 0 ]]; then
             record ort_build pass "$step_s" "$step_t" 0 "libspan_deploy_ops.so with the CUDA kernels (sm_${arch})"
-            if run_step ort_cuda_ep 90 "$py" tools/gpu_model_check.py --ort-ep "$build/lib/libspan_deploy_ops.so" \
-                --sizes 20000 --json "$out/ort.json" --carry "$carry"; then
-                case $rc in
-                0) status=pass reason="CUDA EP logits within 1e-4 of the CPU EP" ;;
-                1) status=fail reason="CUDA EP vs CPU EP mismatch (ort.json)" ;;
-                *) status=fail reason=$(fail_reason) ;;
-                esac
-                record ort_cuda_ep "$status" "$step_s" "$step_t" "$rc" "$reason"
-            fi
+            skip ort_cuda_ep "" "built; no session check in the repository yet (left for later)"
         else
             record ort_build fail "$step_s" "$step_t" "$rc" "$(fail_reason)"
         fi

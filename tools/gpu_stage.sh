@@ -20,7 +20,7 @@
 #                 the GPU machine's torch 2.11 / Python 3.12, and nothing can be installed there)
 #   site/         pure-Python packages the official code imports that the GPU image lacks
 #                 (omegaconf + antlr4 runtime), copied from a local Python that has them (the
-#                 official venv of setup.sh); without them gpu_model_check.py uses a minimal stand-in
+#                 official venv of setup.sh), for a whole-model check against the official code (not in the repository yet)
 #   ort-headers/  build/ort-headers/include, if present: the ONNX Runtime headers for gpu_check.sh's
 #                 CUDA-EP step (only used where onnxruntime has the CUDA EP, i.e. not normally)
 #

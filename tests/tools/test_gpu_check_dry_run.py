@@ -1,8 +1,7 @@
-"""tools/gpu_check.sh without a GPU: the whole flow (staging, steps, timeouts, OUT files, summary,
-exit status) with SPAN_GPU_DRY_RUN=1, where the model check runs on the CPU at a tiny size against
-the official SPAN model staged by tools/gpu_stage.sh (logits within 1e-4); and the clear failure
-when no GPU is found. The official model needs the local git mirror of wwyi1828/SPAN and
-../shared/tools/dglshim: without them (CI clones) the dry-run test is skipped. ~20 s on 2 cores."""
+"""tools/gpu_check.sh without a GPU: the whole flow (staging, steps, OUT files, summary, exit
+status) with SPAN_GPU_DRY_RUN=1, and the clear failure when no GPU is found. Staging needs the local
+git mirror of wwyi1828/SPAN and ../shared/tools/dglshim: without them (CI clones) the dry-run test
+is skipped."""
 from __future__ import annotations
 
 import json
@@ -62,7 +61,7 @@ def test_no_gpu_fails_clearly(tmp_path):
 @pytest.mark.skipif(not (MIRROR / "HEAD").exists() or not (SHIM / "dgl" / "__init__.py").is_file(),
                     reason=f"the official SPAN model needs the git mirror {MIRROR} and the DGL stand-in {SHIM} "
                            "(absent in CI clones)")
-def test_dry_run_matches_official(tmp_path):
+def test_dry_run_flow(tmp_path):
     carry = tmp_path / "carry"
     st = subprocess.run(["bash", str(REPO / "tools" / "gpu_stage.sh")], capture_output=True, text=True,
                         env={**os.environ, "SPAN_GPU_CARRY": str(carry), "SPAN_MIRROR": str(MIRROR),
@@ -71,8 +70,7 @@ def test_dry_run_matches_official(tmp_path):
     assert (carry / "official" / "src" / "span" / "model.py").is_file()
     assert (carry / "dglshim" / "dgl" / "__init__.py").is_file()
 
-    env = _env(tmp_path, SPAN_GPU_DRY_RUN="1", SPAN_GPU_CARRY=str(carry), SPAN_GPU_SIZES="300",
-               SPAN_GPU_DEADLINE_S="150")
+    env = _env(tmp_path, SPAN_GPU_DRY_RUN="1", SPAN_GPU_CARRY=str(carry), SPAN_GPU_DEADLINE_S="150")
     r = subprocess.run(["bash", str(REPO / "tools" / "gpu_check.sh")], capture_output=True, text=True, env=env,
                        timeout=200, cwd=REPO)
     out = tmp_path / "out"
@@ -83,21 +81,7 @@ def test_dry_run_matches_official(tmp_path):
     assert list(steps) == ["device", "build", "kernel", "model", "sanitizer", "ort_cuda_ep"]
     for k in ("device", "build", "kernel", "sanitizer"):
         assert steps[k]["status"] == "skipped" and "dry run" in steps[k]["reason"], steps[k]
-    assert steps["model"]["status"] == "pass" and steps["model"]["budget_s"] > 0
+    assert steps["model"]["status"] == "skipped" and "left for later" in steps["model"]["reason"]
     assert steps["ort_cuda_ep"]["status"] == "skipped" and steps["ort_cuda_ep"]["reason"]
-
-    m = s["model"]
-    assert m["device"] == "cpu" and m["pass"] is True
-    assert m["official"]["official_src"] == str(carry / "official") and m["official"]["dgl"].endswith("span-shim")
-    rows = {r_["model"]: r_ for r_ in m["rows"]}
-    assert set(rows) == {"ours fp32", "ours fp16", "official"}
-    assert rows["ours fp32"]["n"] == 300 and rows["ours fp32"]["max_abs_vs_official"] <= 1e-4
-    assert rows["ours fp16"]["max_abs_vs_official"] < 5e-2
-    assert all(r_["ms"] > 0 for r_ in rows.values())
-
-    model = json.loads((out / "model.json").read_text())
-    size = model["sizes"][0]
-    assert len(size["official"]["logits"]) == len(size["ours_fp32"]["logits"]) == 2
-    txt = (out / "summary.txt").read_text()
-    assert "ALL STEPS OK" in txt and "whole model (cpu" in txt and "official" in txt
+    assert "ALL STEPS OK" in (out / "summary.txt").read_text()
     _check_out_folder(out)
