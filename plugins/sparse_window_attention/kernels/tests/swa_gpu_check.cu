@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "swa_kernels.h"
+#include "swa_test_rng.h"
 
 using span_deploy::SwaHalf;
 using span_deploy::SwaParams;
@@ -105,20 +106,7 @@ Report g_report;
         if (e_ != cudaSuccess) cuda_fail(__FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
     } while (0)
 
-// ---------------------------------------------------------------- deterministic random numbers
-struct Rng {
-    uint64_t state;
-    uint64_t next() {
-        uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-    int64_t uniform(int64_t lo, int64_t hi) { return lo + int64_t(next() % uint64_t(hi - lo + 1)); }
-    double unit() { return double(next() >> 11) * (1.0 / 9007199254740992.0); }
-    float real(float lo, float hi) { return float(lo + (hi - lo) * unit()); }
-    bool chance(double p) { return unit() < p; }
-};
+using span_deploy_test::Rng;  // swa_test_rng.h
 
 // ---------------------------------------------------------------- tables
 struct Tables {

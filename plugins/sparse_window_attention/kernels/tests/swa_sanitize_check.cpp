@@ -30,6 +30,7 @@
 #include <limits>
 #include <string>
 #include <vector>
+#include "swa_test_rng.h"
 
 using namespace span_deploy;
 
@@ -52,24 +53,7 @@ void fail(const char* fmt, ...) {
 
 std::string g_case;  // description of the running case, for failure messages
 
-// ---------------------------------------------------------------- deterministic random numbers
-// splitmix64: the same sequence with every compiler and standard library (std:: distributions
-// are implementation-defined).
-struct Rng {
-    uint64_t state;
-    uint64_t next() {
-        uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-    int64_t uniform(int64_t lo, int64_t hi) {  // [lo, hi]
-        return lo + int64_t(next() % uint64_t(hi - lo + 1));
-    }
-    double unit() { return double(next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
-    float real(float lo, float hi) { return float(lo + (hi - lo) * unit()); }
-    bool chance(double p) { return unit() < p; }
-};
+using span_deploy_test::Rng;  // swa_test_rng.h
 
 // ---------------------------------------------------------------- float16 (independent of the kernel)
 float half_to_float(uint16_t b) {
