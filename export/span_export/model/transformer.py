@@ -168,10 +168,16 @@ class GlobalRelay:
         return ((r > 0) & (r < self.n - 1)).to(torch.float32)
 
     def add_to_locals(self, local: torch.Tensor) -> torch.Tensor:
-        """local + the relay's output of the locals."""
+        """local + the relay's output of the locals, as one Gemm whose C input is `local`.
+
+        The relay term (N x C) then never exists apart, and the graph cannot compute it before
+        the attention runs: as a separate product it was alive across the attention, 0.4 GB at
+        200k patches of the default config.
+        """
+        mask = self._inner_mask()                                    # (N, 1): rows 0, N-1 get nothing
         if self.g == 1:
             # a softmax over one key is exactly 1: every inner local receives the global's value
-            out = self._inner_mask() * self.vg.reshape(1, -1)
+            a2, b2 = mask, self.vg.reshape(1, -1)
         else:
             if self.rope:
                 ql = rope_rotate(self._proj("q2", self.hx), self.pos, self.heads)
@@ -181,9 +187,14 @@ class GlobalRelay:
                 u = torch.einsum("ghd,hdc->hgc", self.kg, wq).reshape(self.heads * self.g, -1)
                 s = (self.hx @ u.t()).reshape(self.n, self.heads, self.g) \
                     + torch.einsum("hd,ghd->hg", bq, self.kg).unsqueeze(0)
-            a = torch.softmax(s * self.scale, dim=-1)
-            out = torch.einsum("nhg,ghd->nhd", a, self.vg).reshape(self.n, -1) * self._inner_mask()
-        return local + out.to(self.dtype)
+            a = torch.softmax(s * self.scale, dim=-1) * mask.unsqueeze(-1)      # (N, H, G)
+            a2 = a.reshape(self.n, self.heads * self.g)
+            # (H*G, C) block diagonal: row (h, g) holds global g's value in head h's columns
+            eye = torch.eye(self.heads, dtype=self.vg.dtype, device=self.vg.device)
+            b2 = torch.einsum("ghd,hk->hgkd", self.vg, eye).reshape(self.heads * self.g, -1)
+        if local.dtype == a2.dtype:
+            return torch.addmm(local, a2, b2)
+        return local + (a2 @ b2).to(local.dtype)      # fp16 export: the product in fp32, as before
 
     def globals_out(self, want_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """((G, C) globals' output, global 0's weights over the inner locals (N-2,) or None)."""
