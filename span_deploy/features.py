@@ -88,23 +88,48 @@ class FeatureFile:
         """The features in ``rulebook``'s stage-0 order (built from this file's coordinates)."""
         from .rulebook import SortedFeatures
 
+        self._check_rulebook(rulebook)
+        return SortedFeatures(rulebook, self._read_into(rulebook, None, self.feat_dim, np.dtype(np.float32)))
+
+    def sorted_reader(self, rulebook: "Rulebook") -> "SortedFeatures":
+        """The same, not read yet: read (or streamed through the graph's stem) when a backend
+        runs, while this file is open."""
+        from .rulebook import SortedFeatures
+
+        self._check_rulebook(rulebook)
+        return SortedFeatures(rulebook, reader=lambda fn, width, dtype: self._read_into(rulebook, fn, width, dtype),
+                              feat_dim=self.feat_dim)
+
+    def _check_rulebook(self, rulebook: "Rulebook") -> None:
         if rulebook.num_patches != self.num_patches:
             raise FeatureFileError(f"{self.path}: the rulebook is for {rulebook.num_patches} patches, "
                                    f"the file has {self.num_patches}")
-        rows = rulebook.empty_stage0_rows(self.feat_dim)
+
+    def _read_into(self, rulebook: "Rulebook", fn, width: int, dtype: np.dtype) -> np.ndarray:
+        """(N0, width) rows in the rulebook's order: each chunk of file rows, through ``fn`` when
+        given, goes straight to its sorted place; pad rows are zeros (fn of a zero row)."""
+        rows = rulebook.empty_stage0_rows(width, dtype)
+        if fn is not None:
+            pad = fn(np.zeros((1, self.feat_dim), np.float32))
+            lead, n = int(rulebook.padding.lead), self.num_patches
+            rows[:lead] = pad
+            rows[lead + n:] = pad
         dest = rulebook.patch_rows
         bad = 0
         first_bad = -1
         for a in range(0, self.num_patches, READ_CHUNK_ROWS):
             b = min(a + READ_CHUNK_ROWS, self.num_patches)
             try:
-                rows[dest[a:b]] = self._rows(a, b)
+                block = self._rows(a, b)
             except NonFiniteRows as e:   # count over the whole file before saying so
                 bad += e.count
                 first_bad = e.first if first_bad < 0 else first_bad
+                continue
+            if not bad:
+                rows[dest[a:b]] = block if fn is None else fn(block)
         if bad:
             raise FeatureFileError(non_finite_message(self.path, bad, first_bad))
-        return SortedFeatures(rulebook, rows)
+        return rows
 
 
 def read_features(path: str | Path, feat_dim: int | None = None) -> SlideFeatures:

@@ -39,12 +39,13 @@ def available_backends() -> list[str]:
 
 def open_backend(name: str | None = None, model: str | Path | None = None, checkpoint: str | Path | None = None,
                  config: str | Path | None = None, device: str = "cpu", threads: int | None = None,
-                 plugin_lib: str | Path | None = None) -> Backend:
+                 plugin_lib: str | Path | None = None, single_slide: bool = False) -> Backend:
     """Open a backend from a deployed model (ONNX / engine / model directory) or from checkpoint + config.
 
     ``name`` None picks it from ``model`` (trt for an engine, ort / ort-portable by the export's
     attention variant, a model directory's target backend). ort / ort-portable without a model export the checkpoint on the fly
-    (needs the export side).
+    (needs the export side). ``single_slide``: the backend runs one slide and is closed (predict);
+    ONNX Runtime then runs without its CPU arena (lower peak memory for one forward).
     """
     if name is not None and name not in BACKENDS and (Path(name).suffix.lower() in MODEL_SUFFIXES
                                                       or Path(name).is_dir()):
@@ -77,7 +78,7 @@ def open_backend(name: str | None = None, model: str | Path | None = None, check
         from .torch import export_cached
         model = export_cached(checkpoint, config, attention)
     from .onnxruntime import OrtBackend
-    return OrtBackend(model, device=device, threads=threads, expect_attention=attention)
+    return OrtBackend(model, device=device, threads=threads, expect_attention=attention, single_slide=single_slide)
 
 
 def backend_for_model(path: Path) -> str:

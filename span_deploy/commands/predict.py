@@ -42,16 +42,15 @@ def command(features: Path, checkpoint: Path | None, config_path: Path | None, m
         raise click.UsageError("--threshold needs a segmentation model (--model or --checkpoint/--config)")
     t_imports = time.perf_counter()
     be = open_backend(backend, model=model, checkpoint=checkpoint, config=config_path, device=device,
-                      threads=threads, plugin_lib=plugin_lib)
-    if hasattr(be, "release_arena_after_run"):   # one slide: no arena to keep for the next
-        be.release_arena_after_run = True
+                      threads=threads, plugin_lib=plugin_lib, single_slide=True)
     t_open = time.perf_counter()
     if threshold is not None and be.cfg.task != "segmentation":
         raise click.UsageError(f"--threshold applies to segmentation models; this one is {be.cfg.task}")
     from ..errors import RulebookError
     from ..rulebook import build_rulebook
-    # coordinates first, then the features read straight into the rulebook's row order: the
-    # slide's features are in memory once (not a file-order copy beside the model's input)
+    # coordinates first, then the features read straight into the rulebook's row order when the
+    # backend runs: the slide's features are in memory once (not a file-order copy beside the
+    # model's input), or, where the graph's stem is split off (ORT on the CPU), never whole
     with FeatureFile(features, feat_dim=be.feat_dim) as ff:
         t_coords = time.perf_counter()
         try:
@@ -59,10 +58,14 @@ def command(features: Path, checkpoint: Path | None, config_path: Path | None, m
         except RulebookError as e:   # e.g. two patches in one grid cell: say which file
             raise RulebookError(f"{features}: {e}") from None
         t_rulebook = time.perf_counter()
-        coords, sorted_feats = ff.coords, ff.read_sorted(rb)
-    t_read = time.perf_counter()
-    result = be.run(coords, sorted_feats)
+        streamed = getattr(be, "stem", None) is not None
+        coords, sorted_feats = ff.coords, (ff.sorted_reader(rb) if streamed else ff.read_sorted(rb))
+        t_read = time.perf_counter()
+        result = be.run(coords, sorted_feats)
+        del sorted_feats
     result.timings["rulebook"] = round(result.timings.get("rulebook", 0.0) + t_rulebook - t_coords, 6)
+    # reading happens inside run (streamed): the backend says how long it took
+    t_read += result.timings.pop("read_features", 0.0)
     doc = {"slide": str(features), "backend": be.name, **prediction_dict(result, threshold)}
     # The whole command's phases (seconds), so what is not compute shows: the interpreter's own
     # start-up is not included (time it with `time span-deploy ...`).

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -108,14 +109,46 @@ class Rulebook:
         return out
 
 
-@dataclass(frozen=True)
+# Rows per call when a row-wise function maps in-memory sorted rows (SortedFeatures.map_rows).
+MAP_CHUNK_ROWS = 8192
+
+# reader(fn, width, dtype) -> (N0, width) rows in the rulebook's order, each chunk of features
+# passed through fn (None: as they are), pad rows fn(zero row)
+RowReader = Callable[[Optional[Callable[[np.ndarray], np.ndarray]], int, np.dtype], np.ndarray]
+
+
 class SortedFeatures:
-    """A slide's features already in a rulebook's stage-0 row order (sorted, zero pad rows
-    added), e.g. read straight into place by ``features.FeatureFile.read_sorted``: a backend's
-    ``run(coords, feats)`` takes these as well as input-order (N, F) features, and then makes
-    no second (N, F) copy."""
-    rulebook: Rulebook
-    rows: np.ndarray              # (N0, F) float32
+    """A slide's features in a rulebook's stage-0 row order (sorted, zero pad rows added): a
+    backend's ``run(coords, feats)`` takes these as well as input-order (N, F) features, and then
+    makes no second (N, F) copy.
+
+    Either held (``rows``), or still in their file (``features.FeatureFile.sorted_reader``):
+    then ``rows`` reads them on first use, and ``map_rows`` streams them, chunk by chunk, through
+    a row-wise function (the graph's stem) so that only its output is ever whole in memory.
+    """
+
+    def __init__(self, rulebook: Rulebook, rows: np.ndarray | None = None, reader: RowReader | None = None,
+                 feat_dim: int | None = None):
+        if (rows is None) == (reader is None):
+            raise ValueError("SortedFeatures takes rows or a reader")
+        self.rulebook, self._rows, self._reader = rulebook, rows, reader
+        self.feat_dim = int(rows.shape[1]) if rows is not None else int(feat_dim)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """(N0, F) float32."""
+        if self._rows is None:
+            self._rows = self._reader(None, self.feat_dim, np.dtype(np.float32))
+        return self._rows
+
+    def map_rows(self, fn: Callable[[np.ndarray], np.ndarray], width: int, dtype: np.dtype | type) -> np.ndarray:
+        """(N0, width): ``fn`` applied to every stage-0 row (pads included), chunk by chunk."""
+        if self._rows is None:
+            return self._reader(fn, width, np.dtype(dtype))
+        out = np.empty((self._rows.shape[0], width), dtype)
+        for a in range(0, self._rows.shape[0], MAP_CHUNK_ROWS):
+            out[a:a + MAP_CHUNK_ROWS] = fn(self._rows[a:a + MAP_CHUNK_ROWS])
+        return out
 
 
 def rulebook_for(coords: np.ndarray, feats: "np.ndarray | SortedFeatures", cfg: SpanConfig) -> Rulebook:

@@ -33,7 +33,8 @@ class OrtModel:
     path: Path
     meta: dict
     cfg: SpanConfig
-    session: object            # onnxruntime.InferenceSession
+    session: object            # onnxruntime.InferenceSession (the body when the stem is split off)
+    stem: object | None = None  # the stem's session (stem.py), or None: the session is the whole graph
 
     @property
     def attention(self) -> str:
@@ -44,15 +45,21 @@ class OrtModel:
         return self.meta.get("precision", "fp32")
 
 
-def session_options(threads: int | None, custom_ops: bool):
+def session_options(threads: int | None, custom_ops: bool, single_slide: bool = False):
+    """``single_slide``: the session runs one slide and is closed (predict): no CPU arena."""
     ort = import_onnxruntime()
 
     so = ort.SessionOptions()
-    # ORT's defaults, by measurement (bench/ort_session_options.py, 20k/12k/20k-patch slides in one
-    # session, 2 threads): the memory pattern changes nothing here (each slide has new shapes);
-    # without the arena peak RSS drops 830 -> 641 MB but the forwards take 1.39x as long.
+    # By measurement (bench/ort_session_options.py, bench/predict_scaling.py, 2 threads): the memory
+    # pattern changes nothing (each slide has new shapes). The CPU arena pays in a session that
+    # runs many slides (its chunks are reused: without it 20k/12k/20k-patch slides took 1.39x as
+    # long), but not for one slide: it splits memory into power-of-two regions that a later,
+    # larger tensor cannot reuse, so the peak grows and every new page is a page fault. One
+    # 200k-patch forward without it: peak RSS 3.50 -> 2.94 GB and 0.84x the time.
     if threads:
         so.intra_op_num_threads = int(threads)
+    if single_slide:
+        so.enable_cpu_mem_arena = False
     if custom_ops:
         so.register_custom_ops_library(str(ort_ops_library()))
     return so
@@ -70,7 +77,7 @@ def providers(device: str) -> list[str]:
 
 
 def load_model_file(model: str | Path, device: str = "cpu", threads: int | None = None,
-                    expect_attention: str | None = None) -> OrtModel:
+                    expect_attention: str | None = None, single_slide: bool = False) -> OrtModel:
     """Read the metadata (refusing another rulebook version or the other attention variant), then
     create the session; the plugin variant registers the span-deploy custom-op library."""
     ort = import_onnxruntime()
@@ -84,9 +91,39 @@ def load_model_file(model: str | Path, device: str = "cpu", threads: int | None 
     attention = meta["attention"]
     if expect_attention and attention != expect_attention:
         raise BackendError(f"{path} is a {attention} export; use --backend {backend_name(attention)}")
-    so = session_options(threads, custom_ops=attention == "plugin")
+    so = session_options(threads, custom_ops=attention == "plugin", single_slide=single_slide)
+    # one slide on the CPU: the row-wise stem apart, so the features can stream through it
+    split = _stem_split(path) if single_slide and device == "cpu" else None
     try:
-        session = ort.InferenceSession(str(path), so, providers=providers(device))
+        if split is None:
+            return OrtModel(path, meta, cfg, ort.InferenceSession(str(path), so, providers=providers(device)))
+        body = ort.InferenceSession(split.body, so, providers=providers(device))
+        stem = ort.InferenceSession(split.stem, session_options(threads, False, single_slide), providers=providers(device))
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
         raise BackendError(f"{path}: ONNX Runtime could not load the model: {e}") from None
-    return OrtModel(path, meta, cfg, session)
+    del split
+    _return_freed_heap()
+    return OrtModel(path, meta, cfg, body, stem)
+
+
+def _return_freed_heap() -> None:
+    """Give the heap that the split's model copies used back to the OS (glibc keeps freed
+    small-block memory; the default model's split left 36 MB of it in the process)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc (macOS, musl): nothing to do
+        pass
+
+
+def _stem_split(path: Path):
+    """The model's stem split (stem.py), or None (not splittable, or not a readable ONNX file:
+    then the whole-graph session says what is wrong)."""
+    from .stem import load_split
+
+    try:
+        return load_split(path)
+    except Exception:  # noqa: BLE001 - e.g. a damaged file: the ORT session reports it
+        return None

@@ -10,33 +10,24 @@ from ...rulebook import SortedFeatures, rulebook_for
 from ..base import SpanResult
 from ..result import named_outputs, to_result
 from .loader import backend_name, load_model_file
+from .stem import StemRunner
 
 
 class OrtBackend:
     max_tokens = None          # ONNX Runtime takes any slide size
-    # Hand the CPU arena's free chunks back to the OS at the end of each run. Off by default: a
-    # session that runs many slides keeps them for the next one (no new page faults); a one-slide
-    # command (predict) turns it on, so the result's copies reuse that memory instead of adding
-    # to the peak (20k-patch slide: peak RSS 513 -> 456 MB).
-    release_arena_after_run = False
 
     def __init__(self, model: str | Path, device: str = "cpu", threads: int | None = None,
-                 expect_attention: str | None = None):
-        m = load_model_file(model, device, threads, expect_attention)
+                 expect_attention: str | None = None, single_slide: bool = False):
+        m = load_model_file(model, device, threads, expect_attention, single_slide)
         self.path, self.session, self.cfg = m.path, m.session, m.cfg
         self.attention = m.attention
         self.name = backend_name(self.attention)
         self.fp16 = m.precision == "fp16"
+        # a one-slide CPU session runs the graph's row-wise stem apart (stem.py): the features
+        # stream through it, and the session below is fed the stem's output
+        self.stem = None if m.stem is None else StemRunner(m.stem, np.float16 if self.fp16 else np.float32)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
-
-    def _run_options(self):
-        if not self.release_arena_after_run:
-            return None
-        from .loader import import_onnxruntime
-        ro = import_onnxruntime().RunOptions()
-        ro.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        return ro
 
     @property
     def feat_dim(self) -> int:
@@ -45,11 +36,32 @@ class OrtBackend:
     def run(self, coords: np.ndarray, feats: np.ndarray | SortedFeatures) -> SpanResult:
         t0 = time.perf_counter()
         rb = rulebook_for(coords, feats, self.cfg)
-        inputs = rb.engine_inputs(self.cfg, feats)
-        if self.fp16:
-            inputs["feats"] = inputs["feats"].astype(np.float16)
+        if self.stem is None:
+            inputs = rb.engine_inputs(self.cfg, feats)
+            if self.fp16:
+                inputs["feats"] = inputs["feats"].astype(np.float16)
+            timings = {}
+        else:
+            inputs, timings = self._stem_inputs(rb, feats)
         t1 = time.perf_counter()
-        outs = self.session.run(self.output_names, {n: inputs[n] for n in self.input_names}, self._run_options())
+        outs = self.session.run(self.output_names, {n: inputs[n] for n in self.input_names})
+        del inputs
         t2 = time.perf_counter()
-        return to_result(named_outputs(outs, self.output_names), rb, self.cfg,
-                         {"rulebook": t1 - t0, "compute": t2 - t1, "total": t2 - t0})
+        read = timings.get("read_features", 0.0)
+        timings.update({"rulebook": t1 - t0 - timings.get("stem", 0.0) - read,
+                        "compute": t2 - t1 + timings.pop("stem", 0.0), "total": t2 - t0})
+        return to_result(named_outputs(outs, self.output_names), rb, self.cfg, timings)
+
+    def _stem_inputs(self, rb, feats: np.ndarray | SortedFeatures) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """The tables and the stem's output, the features streamed through the stem (read from
+        their file chunk by chunk when they are still there)."""
+        if not isinstance(feats, SortedFeatures):
+            feats = SortedFeatures(rb, rb.pad_features(np.asarray(feats, np.float32)))
+        width, dtype = self.stem.width(self.cfg.feat_dim)
+        t = time.perf_counter()
+        self.stem.seconds = 0.0
+        x0 = feats.map_rows(self.stem, width, dtype)
+        total = time.perf_counter() - t
+        inputs = rb.engine_inputs(self.cfg)
+        inputs[self.stem.output] = x0
+        return inputs, {"stem": self.stem.seconds, "read_features": total - self.stem.seconds}

@@ -145,3 +145,21 @@ def test_one_file_serves_any_slide_size(attention, exported):
         np.testing.assert_allclose(got.logits, ref[0].numpy()[0], rtol=0, atol=TOL)
         np.testing.assert_allclose(got.patch_features, ref[2 + model.cfg.num_stages].numpy()[rb.patch_rows],
                                    rtol=0, atol=TOL)
+
+
+def test_single_slide_session_has_no_arena_and_same_outputs(exported):
+    """predict's one-slide session runs without ONNX Runtime's CPU arena (its peak at 200k patches
+    drops by 0.5 GB, bench/predict_scaling.py) and gives the same golden outputs."""
+    ops_library_or_skip()
+    case = PUBLIC / "cls_default_r50"
+    _, path = exported(case, "plugin")
+    sf = read_features(case / "slide.h5")
+    one = OrtBackend(path, single_slide=True)
+    many = OrtBackend(path)
+    assert one.session.get_session_options().enable_cpu_mem_arena is False
+    assert many.session.get_session_options().enable_cpu_mem_arena is True
+    r1, r2 = one.run(sf.coords, sf.feats), many.run(sf.coords, sf.feats)
+    exp = np.load(case / "expected.npz")
+    np.testing.assert_allclose(r1.logits, exp["logits"][0], rtol=0, atol=TOL)
+    np.testing.assert_array_equal(r1.logits, r2.logits)
+    np.testing.assert_array_equal(r1.patch_features, r2.patch_features)
