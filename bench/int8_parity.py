@@ -7,7 +7,12 @@ slide-embedding cosine against fp32, and the int8 / fp32 compute-time ratio (med
 Static mode calibrates on synthetic tissue-shaped slides of the model's feature width (standard
 normal features, like the fixtures'); with a real model, calibrate on real feature files.
 
+Then the speed that matters: fp32 vs dynamic int8 of the default 1,024-d fixture (cls_default_r50) on
+tissue-shaped synthetic slides of --speed-patches, forwards in interleaved pairs in one process
+(the machine's speed drifts; the pair's ratio does not), the median of the pairs' ratios.
+
     python bench/int8_parity.py [--mode dynamic|static|both] [--threads 2] [--repeats 5] [--cases PATTERN]
+        [--speed-patches 20000,100000 | none]
 """
 from __future__ import annotations
 
@@ -45,12 +50,40 @@ def timed(be, coords, feats, repeats: int):
     return res, statistics.median(times)
 
 
+def speed(d: Path, sizes: list[int], threads: int, repeats: int) -> None:
+    """fp32 / dynamic int8 forward time of the default fixture, interleaved pairs."""
+    from span_deploy.backends import open_backend
+    from span_deploy.backends.torch import export_checkpoint
+    from span_deploy.bench.tissue_tokens import tissue_slide
+    from span_deploy.quantize import quantize_int8
+
+    case = REPO.parent / "shared" / "fixtures" / "cls_default_r50"
+    fp32 = export_checkpoint(case / "checkpoint.pt", case / "config.yaml", d / "speed.onnx")
+    q = d / "speed.int8.onnx"
+    quantize_int8(fp32, q, None)
+    b32, b8 = open_backend(model=fp32, threads=threads), open_backend(model=q, threads=threads)
+    print(f"\nforward, {case.name}, {threads} threads, {repeats} interleaved pairs (medians):")
+    for n in sizes:
+        coords, feats = tissue_slide(n, seed=0, feat_dim=b32.feat_dim)
+        b32.run(coords, feats), b8.run(coords, feats)                  # warm-up: arena, caches
+        t32, t8 = [], []
+        for _ in range(repeats):
+            t32.append(b32.run(coords, feats).timings["compute"])
+            t8.append(b8.run(coords, feats).timings["compute"])
+        ratios = [x / y for x, y in zip(t32, t8)]
+        print(f"{n:7d} patches: fp32 {statistics.median(t32) * 1e3:7.0f} ms, int8 {statistics.median(t8) * 1e3:7.0f} ms, "
+              f"int8 is {statistics.median(ratios):.2f}x faster (pairs {min(ratios):.2f}-{max(ratios):.2f})",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["dynamic", "static", "both"], default="both")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--cases", default="*")
+    ap.add_argument("--speed-patches", default="20000,100000",
+                    help="slide sizes for the fp32 vs int8 forward timing, comma-separated, or none")
     a = ap.parse_args()
 
     from span_deploy.backends import open_backend
@@ -100,7 +133,9 @@ def main() -> None:
                 e32, e8 = np.asarray(ref.slide_embedding, np.float64), np.asarray(got.slide_embedding, np.float64)
                 cos = float(e32 @ e8 / max(np.linalg.norm(e32) * np.linalg.norm(e8), 1e-30))
                 print(f"{case.name:44s} {mode:8s} {d32:13.2e} {d8:13.2e} {dprob} {agree:>6s} {r:8.4f} {cos:8.4f} "
-                      f"{t_q / t_ref:14.2f}")
+                      f"{t_q / t_ref:14.2f}", flush=True)
+        if a.speed_patches != "none":
+            speed(d, [int(x) for x in a.speed_patches.split(",")], a.threads, a.repeats)
 
 
 if __name__ == "__main__":

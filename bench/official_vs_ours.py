@@ -3,7 +3,8 @@
 Each round runs, in turn, the official code (wwyi1828/SPAN with real DGL, through
 ../shared/tools/official/run.py and its venv) and `span-deploy predict --model M.onnx` on the same
 synthetic tissue-shaped slide, each as a fresh process: wall time from start to exit (imports, model
-load, index building, one forward, writing the logits) and the process's peak RSS (wait4). The ratios
+load, index building, one forward, writing the logits) and the process's own peak RSS
+(bench/_process.py: a plain child's rusage also counts this script's memory). The ratios
 are taken round by round (the machine's speed drifts) and their median printed, with the logits'
 max |difference|.
 
@@ -23,26 +24,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _process import run_measured  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall s, peak RSS MB, stderr tail) of one process, via wait4 (the child's own rusage)."""
-    t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        sys.exit(f"official_vs_ours: {cmd[0]} ... failed ({p.returncode}):\n{err[-2000:]}")
-    return wall, ru.ru_maxrss / 1024, err[-500:]
 
 
 def main() -> None:
@@ -83,8 +73,8 @@ def main() -> None:
             "--threads", str(a.threads), "-o", str(work / "ours.json")]
     rows = []
     for r in range(a.rounds + 1):   # round 0 warms the page cache for both, not counted
-        t_o, m_o, _ = timed(official, env)
-        t_s, m_s, _ = timed(ours, env)
+        t_o, m_o, _ = run_measured(official, env)
+        t_s, m_s, _ = run_measured(ours, env)
         if r == 0:
             continue
         rows.append({"round": r, "official_s": t_o, "official_mb": m_o, "ours_s": t_s, "ours_mb": m_s,

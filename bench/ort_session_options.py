@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _process import own_peak_mb  # noqa: E402
 
 SETTINGS = {"default (arena, pattern)": (True, True), "no pattern": (True, False),
             "no arena": (False, True), "neither": (False, False)}
@@ -44,7 +47,7 @@ def child(model: str, arena: bool, pattern: bool, sizes: list[int], threads: int
         t = time.perf_counter()
         s.run(None, {k: feed[k] for k in names})
         times.append(time.perf_counter() - t)
-    print(json.dumps({"times": times, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"times": times, "peak_mb": own_peak_mb()}))
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Peak RSS of the slide pipeline: a generated slide with ~1k vs ~20k tissue tiles.
 
-Each run is a fresh subprocess (ru_maxrss is a lifetime high-water mark), with a small ONNX
+Each run is a fresh subprocess (peak RSS is a lifetime high-water mark; bench/_process.py), with a small ONNX
 encoder and a stand-in SPAN step, through run_slides (all outputs written). Memory should be
 flat: the prefetcher bounds the tiles in flight; what grows with N is only the (N, F) features
 and coords (20k x 64 x 4 B = 5 MB here) and the outputs' small per-tile records.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -31,7 +30,8 @@ def child(slide: str, encoder: str, out: str, batch: int, workers: int) -> None:
     base = psutil.Process().memory_info().rss
     t = time.perf_counter()
     rec = run_slides([slide], enc, MeanBackend(enc.feature_dim), out, batch, workers)[0]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    from _process import own_peak_mb
+    peak = own_peak_mb() * 2**20
     print(json.dumps({"n_tiles": rec["n_tiles"], "peak_rss_mb": peak / 2**20,
                       "after_imports_mb": base / 2**20, "start_mb": rss0 / 2**20,
                       "seconds": time.perf_counter() - t, "tiles_per_s": rec["timings"]["tiles_per_s"],
