@@ -40,3 +40,20 @@ def test_fp16_export_leaves_model_fp32(tiny_exports):
     model = tiny_exports["model"]
     assert all(p.dtype.is_floating_point and str(p.dtype) == "torch.float32" for p in model.parameters())
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_fp16_streamed_stem_equals_whole_graph(tiny_exports):
+    """predict's one-slide session of an fp16 export: the features go through the split-off stem
+    in fp16 chunks (stem.py) and give the whole fp16 graph's outputs."""
+    from span_deploy.features import FeatureFile
+    from span_deploy.rulebook import build_rulebook
+
+    one, whole = OrtBackend(tiny_exports["fp16"], single_slide=True), OrtBackend(tiny_exports["fp16"])
+    assert one.stem is not None and one.stem.feat_dtype == np.float16
+    with FeatureFile(TINY / "slide.h5") as ff:
+        rb = build_rulebook(ff.coords, one.cfg)
+        got = one.run(ff.coords, ff.sorted_reader(rb))
+        want = whole.run(ff.coords, ff.read_sorted(rb))
+    np.testing.assert_allclose(got.logits, want.logits, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(got.patch_features, want.patch_features, rtol=0, atol=1e-2)
+    assert np.abs(got.logits - np.load(TINY / "expected.npz")["logits"].reshape(-1)).max() < 1e-2
