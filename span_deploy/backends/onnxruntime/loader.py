@@ -121,9 +121,11 @@ def _return_freed_heap() -> None:
 def _stem_split(path: Path):
     """The model's stem split (stem.py), or None (not splittable, or not a readable ONNX file:
     then the whole-graph session says what is wrong)."""
-    from .stem import load_split
+    import onnx
+
+    from .stem import split_stem
 
     try:
-        return load_split(path)
+        return split_stem(onnx.load(str(path)))
     except Exception:  # noqa: BLE001 - e.g. a damaged file: the ORT session reports it
         return None

@@ -57,10 +57,9 @@ class OrtBackend:
         their file chunk by chunk when they are still there)."""
         if not isinstance(feats, SortedFeatures):
             feats = SortedFeatures(rb, rb.pad_features(np.asarray(feats, np.float32)))
-        width, dtype = self.stem.width(self.cfg.feat_dim)
         t = time.perf_counter()
         self.stem.seconds = 0.0
-        x0 = feats.map_rows(self.stem, width, dtype)
+        x0 = feats.map_rows(self.stem, self.stem.width, self.stem.dtype)
         total = time.perf_counter() - t
         inputs = rb.engine_inputs(self.cfg)
         inputs[self.stem.output] = x0

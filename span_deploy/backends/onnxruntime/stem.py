@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 import numpy as np
 
 FEATS = "feats"
@@ -116,7 +115,7 @@ def split_stem(model) -> StemSplit | None:
             width = w[0] if n.op_type == "Gemm" and _attr(n, "transB", 0) else w[1]
     if width is None:
         width = feats_in.type.tensor_type.shape.dim[1].dim_value
-    out_vi = onnx.helper.make_tensor_value_info(out, _out_type(keep, out, elem), ["n0", width])
+    out_vi = onnx.helper.make_tensor_value_info(out, _out_type(keep, elem), ["n0", width])
 
     # the stem: a new small model (its nodes, the constants they read)
     used = {i for n in keep for i in n.input}
@@ -137,12 +136,16 @@ def split_stem(model) -> StemSplit | None:
     return StemSplit(stem, model.SerializeToString(), out, len(keep))
 
 
-def _out_type(nodes, out: str, elem: int) -> int:
-    """The element type of ``out``: the features' type unless a Cast on the way changes it."""
+def _out_type(nodes, elem: int) -> int:
+    """The stem output's element type: the features' type unless a Cast on the way changes it."""
     for n in nodes:
         if n.op_type == "Cast":
             elem = _attr(n, "to", elem)
     return elem
+
+
+# the stem output's types as ONNX Runtime names them
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
 class StemRunner:
@@ -150,7 +153,9 @@ class StemRunner:
 
     def __init__(self, session, feat_dtype: np.dtype):
         self.session, self.feat_dtype = session, np.dtype(feat_dtype)
-        self.output = session.get_outputs()[0].name
+        out = session.get_outputs()[0]
+        # split_stem declares the output (rows, width) with a static width
+        self.output, self.width, self.dtype = out.name, int(out.shape[1]), np.dtype(_ORT_TYPES[out.type])
         self.seconds = 0.0      # time spent in the stem since the caller last reset it
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
@@ -158,15 +163,4 @@ class StemRunner:
         y = self.session.run([self.output], {FEATS: np.ascontiguousarray(rows, self.feat_dtype)})[0]
         self.seconds += time.perf_counter() - t
         return y
-
-    def width(self, feat_dim: int) -> tuple[int, np.dtype]:
-        y = self(np.zeros((1, feat_dim), self.feat_dtype))
-        return y.shape[1], y.dtype
-
-
-def load_split(path: Path) -> StemSplit | None:
-    """``split_stem`` of the ONNX file at ``path``."""
-    import onnx  # noqa: PLC0415
-
-    return split_stem(onnx.load(str(path)))
 
