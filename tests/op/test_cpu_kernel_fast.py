@@ -104,6 +104,14 @@ def worker_main() -> None:
                 so.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
                 outs[f"t{threads}"] = sess.run(None, case)[0]
+            # in place: the output bound to q's own buffer (the contract allows out == q on the CPU)
+            q = case["q"].copy()
+            io = sess.io_binding()
+            for name, value in case.items():
+                io.bind_cpu_input(name, q if name == "q" else value)
+            io.bind_output("out", "cpu", 0, q.dtype, list(q.shape), q.ctypes.data)
+            sess.run_with_iobinding(io)
+            outs["inplace"] = q
             np.savez(f"{path}.{kernel}.npz", **outs)
             print("ok", flush=True)
         except Exception as e:  # reported to the test, which fails with it
@@ -252,6 +260,7 @@ def check_case(workers, path: Path, meta: dict, f: dict[str, np.ndarray]) -> Non
     ref = workers["reference"].run(path)
     for t in THREADS:  # the reference itself does not depend on the threads
         assert np.array_equal(ref[f"t{t}"].view(np.uint8), ref["t1"].view(np.uint8))
+    assert np.array_equal(ref["inplace"].view(np.uint8), ref["t1"].view(np.uint8)), "reference: out over q differs"
     ref1 = ref["t1"].astype(np.float64)
     zeros = np.repeat(expected_zeros(f, meta), meta["Dh"], axis=1)
     vmax = float(np.abs(f["v"].astype(np.float64)).max(initial=0.0))
@@ -268,6 +277,9 @@ def check_case(workers, path: Path, meta: dict, f: dict[str, np.ndarray]) -> Non
             got = out[f"t{t}"]
             assert np.array_equal(got.view(np.uint8), first.view(np.uint8)), \
                 f"{name}: {t} threads differ from {THREADS[0]}"
+        # the output over q's buffer (row passes do this: backends/onnxruntime/row_plan.py)
+        assert np.array_equal(out["inplace"].view(np.uint8), out[f"t{THREADS[-1]}"].view(np.uint8)), \
+            f"{name}: written over q, the output differs"
         bits = first.view(np.uint16 if meta["half"] else np.uint32)
         assert (bits[zeros] == 0).all(), f"{name}: a query with no usable key is not exact +0"
         assert (ref["t1"].view(bits.dtype)[zeros] == 0).all(), "reference: a query with no usable key is not +0"

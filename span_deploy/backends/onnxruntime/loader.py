@@ -8,6 +8,8 @@ from ...config import SpanConfig
 from ...errors import BackendError
 from ...metadata import check_rulebook_version, config_from_metadata, read_metadata
 from ...native import ort_ops_library
+from .body import SplitBody
+from .heap import return_freed_heap
 
 
 ORT_MISSING = ("ONNX Runtime is not installed: pip install 'span-deploy[cpu]' (onnxruntime) or 'span-deploy[gpu]' "
@@ -97,25 +99,24 @@ def load_model_file(model: str | Path, device: str = "cpu", threads: int | None 
     try:
         if split is None:
             return OrtModel(path, meta, cfg, ort.InferenceSession(str(path), so, providers=providers(device)))
-        body = ort.InferenceSession(split.body, so, providers=providers(device))
         stem = ort.InferenceSession(split.stem, session_options(threads, False, single_slide), providers=providers(device))
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
         raise BackendError(f"{path}: ONNX Runtime could not load the model: {e}") from None
+
+    def make_session(model: bytes, chunked: bool = False):
+        # a row pass runs the same chunk shapes over and over: there the arena's reuse pays
+        opts = session_options(threads, attention == "plugin", single_slide=not chunked) if chunked else so
+        try:
+            return ort.InferenceSession(model, opts, providers=providers(device))
+        except Exception as e:  # noqa: BLE001
+            raise BackendError(f"{path}: ONNX Runtime could not load the model: {e}") from None
+
+    # the body's session(s) are made when the slide's size is known (body.py)
+    body = SplitBody(split.body, split.body_inputs, split.body_outputs, split.output, cfg, make_session,
+                     str(ort_ops_library()) if attention == "plugin" else None, single_slide)
     del split
-    _return_freed_heap()
+    return_freed_heap()
     return OrtModel(path, meta, cfg, body, stem)
-
-
-def _return_freed_heap() -> None:
-    """Give the heap that the split's model copies used back to the OS (glibc keeps freed
-    small-block memory; the default model's split left 36 MB of it in the process)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):   # not glibc (macOS, musl): nothing to do
-        pass
 
 
 def _stem_split(path: Path):

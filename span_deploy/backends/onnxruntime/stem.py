@@ -27,6 +27,8 @@ class StemSplit:
     body: bytes          # serialized ModelProto: output (+ the other inputs) -> the graph's outputs
     output: str          # the tensor between them
     nodes: int           # how many nodes the stem has
+    body_inputs: list[str]
+    body_outputs: list[str]
 
 
 def _attr(node, name: str, default):
@@ -133,7 +135,8 @@ def split_stem(model) -> StemSplit | None:
         g.initializer.remove(t)
     g.input.remove(feats_in)
     g.input.append(out_vi)
-    return StemSplit(stem, model.SerializeToString(), out, len(keep))
+    return StemSplit(stem, model.SerializeToString(), out, len(keep), [i.name for i in g.input],
+                     [o.name for o in g.output])
 
 
 def _out_type(nodes, elem: int) -> int:

@@ -156,9 +156,12 @@ def test_single_slide_session_has_no_arena_and_same_outputs(exported):
     sf = read_features(case / "slide.h5")
     one = OrtBackend(path, single_slide=True)
     many = OrtBackend(path)
-    assert one.session.get_session_options().enable_cpu_mem_arena is False
-    assert many.session.get_session_options().enable_cpu_mem_arena is True
     r1, r2 = one.run(sf.coords, sf.feats), many.run(sf.coords, sf.feats)
+    # the split body's session (a slide this small runs it whole) and the stem's
+    assert one.session.last_path == "whole"
+    assert one.session.whole_session().get_session_options().enable_cpu_mem_arena is False
+    assert one.stem.session.get_session_options().enable_cpu_mem_arena is False
+    assert many.session.get_session_options().enable_cpu_mem_arena is True
     exp = np.load(case / "expected.npz")
     np.testing.assert_allclose(r1.logits, exp["logits"][0], rtol=0, atol=TOL)
     np.testing.assert_array_equal(r1.logits, r2.logits)
