@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .heap import return_freed_heap
 from .row_plan import RowPlan, RowPlanError, Step, build_plan
 
-ROW_PLAN_MIN_ROWS = 40_000     # below this the plan's set-up (a probe run, ~20 sessions) costs more than it saves
+ROW_PLAN_MIN_ROWS = 64_000     # below this the plan's set-up (a probe run, ~12 sessions: ~0.6 s) costs more than it saves
 ROW_CHUNK_ROWS = 4096       # rows per chunk of a pass: its intermediates stay small (16 MB at 1,024 wide)
 
 
@@ -41,7 +40,9 @@ class SplitBody:
         self._plan: PlanRunner | None = None
         self.plan_error: str | None = None
         self.last_path = ""                 # "whole" or "row passes": what the last run used
-        self.setup_seconds = 0.0            # session (and plan) creation in the last run
+        self.setup_seconds = 0.0            # session (and plan) creation for the last slide
+        self._path: str | None = None       # what prepare() chose for the next run
+        self._rows = -1
 
     def get_inputs(self) -> list[_Name]:
         return [_Name(n) for n in self._inputs]
@@ -49,18 +50,27 @@ class SplitBody:
     def get_outputs(self) -> list[_Name]:
         return [_Name(n) for n in self._outputs]
 
-    def run(self, output_names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def prepare(self, rows: int, row_dtype: np.dtype) -> None:
+        """Make the sessions a slide of ``rows`` stage-0 rows runs on (before its features are read:
+        the heap the set-up frees is then what the stem's chunks reuse)."""
         t = time.perf_counter()
-        rows = int(feed[self.row_input].shape[0])
-        runner = self._planned(feed[self.row_input].dtype) if rows >= ROW_PLAN_MIN_ROWS else None
-        if runner is None:
-            sess = self.whole_session()
-            self.setup_seconds, self.last_path = time.perf_counter() - t, "whole"
-            return sess.run(output_names, feed)
-        self.setup_seconds, self.last_path = time.perf_counter() - t, "row passes"
-        outs = runner.run(feed)
-        names = output_names or self._outputs
-        return [outs[n] for n in names]
+        self._rows = int(rows)
+        if rows >= ROW_PLAN_MIN_ROWS and self._planned(np.dtype(row_dtype)) is not None:
+            self._path = "row passes"
+        else:
+            self.whole_session()
+            self._path = "whole"
+        self.setup_seconds = time.perf_counter() - t
+
+    def run(self, output_names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        x = feed[self.row_input]
+        if self._path is None or self._rows != int(x.shape[0]):
+            self.prepare(int(x.shape[0]), x.dtype)
+        self.last_path, self._path = self._path, None
+        if self.last_path == "whole":
+            return self.whole_session().run(output_names, feed)
+        outs = self._plan.run(feed)
+        return [outs[n] for n in (output_names or self._outputs)]
 
     def whole_session(self):
         """The one session of the whole body (made on first use)."""
@@ -82,7 +92,6 @@ class SplitBody:
             if self.single_slide:    # one slide: the whole model is not needed any more
                 self._body = b""
             del plan
-            return_freed_heap()      # the probe run's and the parsed model's memory
         return self._plan
 
     def _take_body(self) -> bytes:
@@ -99,13 +108,16 @@ class PlanRunner:
 
     def __init__(self, plan: RowPlan, make_session):
         self.plan = plan
+        self.step_seconds: list[float] = []      # per step, in the last run
         self.sessions = [make_session(st.model, st.kind == "row") if st.model else None for st in plan.steps]
 
     def run(self, env: dict[str, np.ndarray], chunk_rows: int | None = None) -> dict[str, np.ndarray]:
         """The body's outputs by name. ``env`` (the feed) is consumed."""
         chunk = int(chunk_rows or ROW_CHUNK_ROWS)
         n0 = int(env[self.plan.row_input].shape[0])
+        self.step_seconds = []
         for st, sess in zip(self.plan.steps, self.sessions):
+            t = time.perf_counter()
             if st.kind == "shape":
                 a, b = st.shape_range
                 env[st.outputs[0]] = np.array(((n0,) + st.shape_dims)[a:b], np.int64)
@@ -115,8 +127,9 @@ class PlanRunner:
                 self._in_place(st, sess, env)
             else:
                 env.update(zip(st.outputs, sess.run(st.outputs, {i: env[i] for i in st.inputs})))
-            for t in st.free_after:
-                env.pop(t, None)
+            for name in st.free_after:
+                env.pop(name, None)
+            self.step_seconds.append(time.perf_counter() - t)
         return {o: env[o] for o in self.plan.outputs}
 
     @staticmethod

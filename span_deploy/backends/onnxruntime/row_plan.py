@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-PROBE_PATCHES = 640          # a small tissue-shaped slide: stage sizes all differ from N0
+# sizes of the probe's tissue-shaped slide, tried in turn until its N0 is no other dimension of the
+# run (a weight's, another stage's, a table's): small, so the probe costs little
+PROBE_PATCHES = (181, 233, 307, 401, 523, 641)
 ATTENTION_OPS = {("span_deploy", "SparseWindowAttention")}
 
 _UNARY = {"Relu", "Gelu", "Erf", "Sigmoid", "Tanh", "Sqrt", "Exp", "Log", "Neg", "Abs", "Cast", "Identity",
@@ -98,17 +100,35 @@ def _const_values(g) -> dict[str, np.ndarray]:
     return vals
 
 
+def probe_rulebook(cfg, avoid: set[int]):
+    """A small synthetic slide's rulebook and engine inputs whose N0 is in no other role: not a
+    dimension in ``avoid``, another stage's size or a table's length."""
+    from ...bench.tissue_tokens import tissue_slide  # noqa: PLC0415
+    from ...rulebook import build_rulebook  # noqa: PLC0415
+
+    for n in PROBE_PATCHES:
+        coords, _ = tissue_slide(n, seed=0, feat_dim=1)
+        rb = build_rulebook(coords, cfg)
+        feed = rb.engine_inputs(cfg)
+        n0 = rb.stage_sizes[0]
+        others = set(avoid) | set(rb.stage_sizes[1:]) | {d for v in feed.values() for d in np.shape(v)[1:]}
+        others |= {np.shape(v)[0] for v in feed.values() if np.ndim(v) and np.shape(v)[0] != n0}
+        if n0 not in others:
+            return rb, feed
+    raise RowPlanError("no probe slide whose row count is unambiguous")
+
+
 def probe_shapes(model, cfg, row_input: str, row_dtype: np.dtype, ops_library: str | None):
     """Every tensor's shape and dtype in one run of the body on a small synthetic slide, and its N0."""
     import onnx  # noqa: PLC0415
     import onnxruntime as ort  # noqa: PLC0415
 
-    from ...bench.tissue_tokens import tissue_slide  # noqa: PLC0415
-    from ...rulebook import build_rulebook  # noqa: PLC0415
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    g = probe.graph
+    avoid = {int(d) for t in model.graph.initializer for d in t.dims}
+    rb, feed = probe_rulebook(cfg, avoid)
+    # every tensor an output, for the probe only (no copy of the model: the outputs are added to
+    # it and taken off again)
+    g = model.graph
+    kept = len(g.output)
     have = {o.name for o in g.output}
     for n in g.node:
         for o in n.output:
@@ -120,11 +140,10 @@ def probe_shapes(model, cfg, row_input: str, row_dtype: np.dtype, ops_library: s
     so.enable_cpu_mem_arena = False
     if ops_library:
         so.register_custom_ops_library(ops_library)
-    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    del probe
-    coords, _ = tissue_slide(PROBE_PATCHES, seed=0, feat_dim=1)
-    rb = build_rulebook(coords, cfg)
-    feed = rb.engine_inputs(cfg)
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    finally:
+        del g.output[kept:]
     n0 = rb.stage_sizes[0]
     width = next(i for i in sess.get_inputs() if i.name == row_input).shape[-1]
     feed[row_input] = np.random.default_rng(0).standard_normal((n0, int(width))).astype(row_dtype)
