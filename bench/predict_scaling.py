@@ -5,7 +5,9 @@ Each size is a tissue-shaped synthetic slide (span_deploy.bench.tissue_tokens, t
 a lifetime high-water mark, bench/_process.py); rounds interleave the sizes so all see the same
 machine. Per size: the whole process's wall time and peak RSS, the forward (`timings.compute` of
 predict's JSON) and its microseconds per patch, the per-patch ratio to the smallest size (the
-target is within +-15 %), and peak RSS against 2 x (input features + weights) + 300 MB.
+target is within +-15 %) as a ratio of medians and as the median of each round's own ratio
+("paired": the machine's drift between rounds cancels), and peak RSS against
+2 x (input features + weights) + 300 MB.
 
     python bench/predict_scaling.py [--sizes 20000 50000 100000 200000] [--threads 2] [--rounds 2]
         [--model M.onnx | --case ../shared/fixtures/cls_default_r50] [--json out.json]
@@ -73,9 +75,14 @@ def main() -> None:
                       f"peak {peak:7.0f} MB", flush=True)
     med = {n: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for n, rs in rows.items()}
     base = med[a.sizes[0]]["compute_s"] / a.sizes[0]
+    first = a.sizes[0]
+    # per round: each size's time per patch over the first size's in the same round (the machine's
+    # drift between rounds cancels), then the median over rounds
+    paired = {n: statistics.median((rows[n][r]["compute_s"] / n) / (rows[first][r]["compute_s"] / first)
+                                   for r in range(a.rounds)) for n in a.sizes}
     print(f"\n{a.threads} threads, {a.rounds} rounds (medians), weights {weights_mb:.0f} MB")
-    print(f"{'patches':>8} {'wall s':>7} {'compute s':>9} {'us/patch':>9} {'vs first':>8} {'peak MB':>8} "
-          f"{'target MB':>9} {'peak/target':>11}")
+    print(f"{'patches':>8} {'wall s':>7} {'compute s':>9} {'us/patch':>9} {'vs first':>8} {'paired':>7} "
+          f"{'peak MB':>8} {'target MB':>9} {'peak/target':>11}")
     summary = []
     for n in a.sizes:
         m = med[n]
@@ -83,8 +90,8 @@ def main() -> None:
         target = 2 * (feats_mb + weights_mb) + 300
         per = m["compute_s"] / n
         summary.append({"patches": n, **m, "us_per_patch": per * 1e6, "per_patch_vs_first": per / base,
-                        "target_mb": target})
-        print(f"{n:8d} {m['wall_s']:7.2f} {m['compute_s']:9.2f} {per * 1e6:9.1f} {per / base:8.2f} "
+                        "per_patch_vs_first_paired": paired[n], "target_mb": target})
+        print(f"{n:8d} {m['wall_s']:7.2f} {m['compute_s']:9.2f} {per * 1e6:9.1f} {per / base:8.2f} {paired[n]:7.2f} "
               f"{m['peak_mb']:8.0f} {target:9.0f} {m['peak_mb'] / target:11.2f}")
     if a.json:
         a.json.write_text(json.dumps({"threads": a.threads, "weights_mb": weights_mb, "rows": rows,
