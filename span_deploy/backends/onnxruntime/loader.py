@@ -105,7 +105,7 @@ def load_model_file(model: str | Path, device: str = "cpu", threads: int | None 
 
     def make_session(model: bytes, chunked: bool = False):
         # a row pass runs the same chunk shapes over and over: there the arena's reuse pays
-        opts = session_options(threads, attention == "plugin", single_slide=not chunked) if chunked else so
+        opts = session_options(threads, attention == "plugin", single_slide and not chunked)
         try:
             return ort.InferenceSession(model, opts, providers=providers(device))
         except Exception as e:  # noqa: BLE001

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .constants import Constants, attr, graph_constants
+
 # sizes of the probe's tissue-shaped slide, tried in turn until its N0 is no other dimension of the
 # run (a weight's, another stage's, a table's): small, so the probe costs little
 PROBE_PATCHES = (181, 233, 307, 401, 523, 641)
@@ -71,33 +73,6 @@ class RowPlan:
     steps: list[Step]
     row_input: str                  # the (N0, D) input whose rows define N0
     outputs: list[str]              # the body's outputs, in order
-    probe_rows: int
-
-    def describe(self) -> str:
-        kinds = [s.kind for s in self.steps]
-        return (f"{len(self.steps)} steps: {kinds.count('row')} row passes, {kinds.count('whole')} whole, "
-                f"{kinds.count('shape')} shape")
-
-
-def _attr(node, name: str, default):
-    from onnx import helper  # noqa: PLC0415
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def _const_values(g) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper  # noqa: PLC0415
-
-    vals = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    for n in g.node:
-        if n.op_type == "Constant" and n.output:
-            t = _attr(n, "value", None)
-            if t is not None:
-                vals[n.output[0]] = numpy_helper.to_array(t)
-    return vals
 
 
 def probe_rulebook(cfg, avoid: set[int]):
@@ -159,7 +134,7 @@ def probe_shapes(model, cfg, row_input: str, row_dtype: np.dtype, ops_library: s
 class _Rows:
     """Row-node rules over probe shapes."""
 
-    def __init__(self, shapes: dict, n0: int, consts: dict[str, np.ndarray]):
+    def __init__(self, shapes: dict, n0: int, consts: Constants):
         self.shapes, self.n0, self.consts = shapes, n0, consts
 
     def rowsized(self, t: str) -> bool:
@@ -200,7 +175,7 @@ class _Rows:
                     return None
             return sliced or None
         if op == "Gemm":
-            if _attr(n, "transA", 0) or not row_x or r_out != 2 or self.rowsized(n.input[1]):
+            if attr(n, "transA", 0) or not row_x or r_out != 2 or self.rowsized(n.input[1]):
                 return None
             sliced = [x]
             if len(n.input) > 2 and n.input[2]:
@@ -215,13 +190,13 @@ class _Rows:
             ok = row_x and r_out >= 2 and len(self.shapes.get(b, ())) == 2 and not self.rowsized(b)
             return [x] if ok else None
         if op == "LayerNormalization":
-            axis = _attr(n, "axis", -1) % r_out
+            axis = attr(n, "axis", -1) % r_out
             ok = row_x and axis >= 1 and len(outs) == 1 and not any(self.rowsized(i) for i in ins[1:])
             return [x] if ok else None
         if op in ("Softmax", "LogSoftmax"):
-            return [x] if row_x and _attr(n, "axis", -1) % r_out != 0 else None
+            return [x] if row_x and attr(n, "axis", -1) % r_out != 0 else None
         if op == "Transpose":
-            perm = _attr(n, "perm", None)
+            perm = attr(n, "perm", None)
             return [x] if row_x and perm is not None and perm[0] == 0 else None
         if op in ("Reshape", "Unsqueeze", "Squeeze", "Flatten"):
             return [x] if self._keeps_rows(n, x) else None
@@ -233,14 +208,14 @@ class _Rows:
             return False
         op = n.op_type
         if op == "Flatten":
-            return _attr(n, "axis", 1) % max(self.rank(x), 1) >= 1
+            return attr(n, "axis", 1) % max(self.rank(x), 1) >= 1
         if op == "Reshape":
-            shape = self.consts.get(n.input[1]) if len(n.input) > 1 else None
+            shape = self.consts.values.get(n.input[1]) if len(n.input) > 1 else None
             return shape is not None and shape.size >= 1 and int(shape.reshape(-1)[0]) in (0, -1) \
-                and not _attr(n, "allowzero", 0)
-        axes = self.consts.get(n.input[1]) if len(n.input) > 1 and n.input[1] else None
+                and not attr(n, "allowzero", 0)
+        axes = self.consts.values.get(n.input[1]) if len(n.input) > 1 and n.input[1] else None
         if axes is None:
-            axes = _attr(n, "axes", None)
+            axes = attr(n, "axes", None)
         if axes is None:
             return False
         rank = self.rank(n.output[0]) if op == "Unsqueeze" else self.rank(x)
@@ -272,9 +247,9 @@ def build_plan(model, cfg, row_input: str, row_dtype: np.dtype, ops_library: str
         shapes, dtypes, n0 = probe_shapes(model, cfg, row_input, row_dtype, ops_library)
     except Exception as e:  # noqa: BLE001 - any failure to probe: the graph runs whole
         raise RowPlanError(f"the probe run failed: {e}") from None
-    consts = _const_values(g)
-    shapes.update({k: tuple(v.shape) for k, v in consts.items()})
-    dtypes.update({k: v.dtype for k, v in consts.items()})
+    consts = graph_constants(g)
+    shapes.update(consts.shapes)
+    dtypes.update(consts.dtypes)
     rules = _Rows(shapes, n0, consts)
     nodes = [n for n in g.node if n.op_type != "Constant"]
     index = {id(n): k for k, n in enumerate(nodes)}
@@ -338,7 +313,7 @@ def build_plan(model, cfg, row_input: str, row_dtype: np.dtype, ops_library: str
             if n.op_type == "Size":
                 raise RowPlanError("Size of a row tensor")
             steps.append(Step("shape", [n.output[0]], shape_dims=tuple(int(d) for d in dims),
-                              shape_range=(_attr(n, "start", None), _attr(n, "end", None))))
+                              shape_range=(attr(n, "start", None), attr(n, "end", None))))
             materialised.add(n.output[0])
             continue
         missing = [i for i in n.input if i and is_row_tensor(i) and i not in materialised]
@@ -358,7 +333,7 @@ def build_plan(model, cfg, row_input: str, row_dtype: np.dtype, ops_library: str
         row_pass(missing)
 
     steps = _finish(steps, model, rules, dtypes, graph_outputs, graph_inputs)
-    return RowPlan(steps, row_input, graph_outputs, n0)
+    return RowPlan(steps, row_input, graph_outputs)
 
 
 def _finish(steps: list[Step], model, rules: _Rows, dtypes, graph_outputs: list[str],

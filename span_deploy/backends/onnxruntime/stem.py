@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 import numpy as np
 
+from .constants import attr, graph_constants
+
 FEATS = "feats"
 _ELEMENTWISE = {"Relu", "Gelu", "Sigmoid", "Tanh", "Erf", "Identity", "Cast", "Neg", "Abs", "Sqrt", "Exp",
                 "LeakyRelu", "Elu", "Selu", "Softplus", "HardSigmoid", "HardSwish", "Mish", "Dropout"}
@@ -29,15 +31,6 @@ class StemSplit:
     nodes: int           # how many nodes the stem has
     body_inputs: list[str]
     body_outputs: list[str]
-
-
-def _attr(node, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            import onnx  # noqa: PLC0415
-
-            return onnx.helper.get_attribute_value(a)
-    return default
 
 
 def _row_wise(node, data: list[str], shapes: dict[str, tuple[int, ...]]) -> bool:
@@ -59,9 +52,9 @@ def _row_wise(node, data: list[str], shapes: dict[str, tuple[int, ...]]) -> bool
         return len(shapes.get(node.input[1], ())) == 2
     if op == "Gemm":
         ok_c = len(node.input) < 3 or not node.input[2] or row_vector(node.input[2])
-        return _attr(node, "transA", 0) == 0 and len(shapes.get(node.input[1], ())) == 2 and ok_c
+        return attr(node, "transA", 0) == 0 and len(shapes.get(node.input[1], ())) == 2 and ok_c
     if op == "LayerNormalization":
-        return _attr(node, "axis", -1) in (-1, 1) and all(row_vector(c) for c in consts)
+        return attr(node, "axis", -1) in (-1, 1) and all(row_vector(c) for c in consts)
     return False
 
 
@@ -70,15 +63,9 @@ def split_stem(model) -> StemSplit | None:
     anything that is not a row-wise op (then the graph runs whole). The body is made by editing
     ``model`` in place: pass a model loaded for this."""
     import onnx  # noqa: PLC0415
-    from onnx import numpy_helper  # noqa: PLC0415
 
     g = model.graph
-    shapes = {t.name: tuple(t.dims) for t in g.initializer}
-    for n in g.node:
-        if n.op_type == "Constant" and n.output:
-            t = _attr(n, "value", None)
-            if t is not None:
-                shapes[n.output[0]] = tuple(numpy_helper.to_array(t).shape)
+    shapes = graph_constants(g).shapes
     stem_tensors, eligible = {FEATS}, []
     for n in g.node:
         data = [i for i in n.input if i and i not in shapes]
@@ -114,7 +101,7 @@ def split_stem(model) -> StemSplit | None:
     for n in keep:   # the last projection's output width
         if n.op_type in ("MatMul", "Gemm"):
             w = shapes[n.input[1]]
-            width = w[0] if n.op_type == "Gemm" and _attr(n, "transB", 0) else w[1]
+            width = w[0] if n.op_type == "Gemm" and attr(n, "transB", 0) else w[1]
     if width is None:
         width = feats_in.type.tensor_type.shape.dim[1].dim_value
     out_vi = onnx.helper.make_tensor_value_info(out, _out_type(keep, elem), ["n0", width])
@@ -143,7 +130,7 @@ def _out_type(nodes, elem: int) -> int:
     """The stem output's element type: the features' type unless a Cast on the way changes it."""
     for n in nodes:
         if n.op_type == "Cast":
-            elem = _attr(n, "to", elem)
+            elem = attr(n, "to", elem)
     return elem
 
 
